@@ -1,0 +1,67 @@
+"""Shared entry point of the experiment files: flags -> resolved config -> train -> results.
+
+    python -m experiments.<dataset>_<model> [--workdir=DIR] [--overwrite] [--config.<field>=VALUE]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import jax
+
+from medjax import config as config_lib
+from medjax.data import load_dataset
+from medjax.train.loop import results_table, train_and_evaluate
+
+log = logging.getLogger("medjax")
+
+
+def default_workdir(config) -> str:
+  suffix = "" if config.data.dir else "-synthetic"
+  return os.path.join("runs", f"{config.experiment}{suffix}")
+
+
+def enable_compilation_cache() -> None:
+  """Persistent XLA cache: ResNet-50 compiles in ~1.5 s instead of ~12 s on a re-run (CPU)."""
+  cache = os.environ.get("MEDJAX_JAX_CACHE",
+                         os.path.join(os.path.expanduser("~"), ".cache", "medjax", "jax"))
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
+  """Resolves `config`, loads its data, trains, evaluates; returns results.json's content."""
+  config = config_lib.resolve(config)
+  workdir = workdir or default_workdir(config)
+  dataset = load_dataset(config.dataset, config.data, config.seed)
+  log.info("%s: workdir %s, %d epochs, batch %d, lr %g, %s on %s", config.experiment, workdir,
+           config.num_epochs, config.batch_size, config.learning_rate, config.dtype,
+           jax.devices()[0].device_kind)
+  return train_and_evaluate(config, workdir, dataset, overwrite=overwrite)
+
+
+def main(get_config) -> None:
+  """Defines the flags around `get_config()` and runs the experiment under absl."""
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  config_flags.DEFINE_config_dict("config", get_config(), "Experiment config.",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "Output directory (default: runs/<experiment>[-synthetic]).")
+  flags.DEFINE_bool("overwrite", False, "Discard an existing run in --workdir and start over.")
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stdout, force=True)
+    for noisy in ("absl", "jax._src", "orbax", "orbax.checkpoint"):
+      logging.getLogger(noisy).setLevel(logging.WARNING)
+    enable_compilation_cache()
+    FLAGS = flags.FLAGS
+    results = run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+    print("\n" + results_table(results), flush=True)
+
+  app.run(_main)

@@ -1,0 +1,82 @@
+"""The shared experiment config: defaults, validation, and the smoke / synthetic resolution."""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+DATASETS = ("luna",)
+MODELS = ("cnn", "resnet")
+PAPER_EPOCHS = 100
+
+
+def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
+  """Paper defaults (Adam 1e-4, batch 20, 100 epochs on real data)."""
+  c = ml_collections.ConfigDict()
+  c.experiment = f"{dataset}_{model}"
+  c.dataset = dataset
+  c.model = model
+  c.model_size = "full"          # "tiny" for tests and smoke runs
+  c.dtype = "float32"            # compute dtype; "bfloat16" keeps float32 params and BN stats
+  c.seed = 0
+  # None: the paper's 100 on real data, `synthetic_num_epochs` on the embedded synthetic data.
+  c.num_epochs = config_dict.placeholder(int)
+  c.synthetic_num_epochs = 10
+  c.batch_size = 20
+  c.eval_batch_size = 200
+  c.learning_rate = 1e-4
+  c.checkpoint_metric = "accuracy"  # validation metric that picks the best checkpoint: or "auc"
+  c.eval_checkpoint = "best"        # test the "best" (by validation) or the "last" checkpoint
+  c.log_every = 50                  # steps between host syncs (progress bar, NaN check)
+  c.smoke = False                   # tiny model, little data, 1 epoch: for tests
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.dihedral = True         # random rot90 / flip per training image
+  c.augment.max_shift = 2           # random translation in pixels (edge padding)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.dir = config_dict.placeholder(str)  # unset: the embedded synthetic data
+  c.data.image_size = 50
+  c.data.include_rotated = False    # add the patch set's unlisted rotated positives to train
+  c.data.val_fraction = 0.1         # of train, held out for model selection when no test split
+  c.data.synthetic_train = 1500
+  c.data.synthetic_test = 500
+  c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
+  c.data.max_test = config_dict.placeholder(int)
+  return c
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Validates a config and fills the automatic fields; returns a new, locked config."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  _check(c.dataset in DATASETS, f"unknown dataset {c.dataset!r}; known: {DATASETS}")
+  _check(c.model in MODELS, f"unknown model {c.model!r}; known: {MODELS}")
+  _check(c.model_size in ("full", "tiny"), f"model_size must be 'full' or 'tiny', got {c.model_size!r}")
+  _check(c.dtype in ("float32", "bfloat16"), f"dtype must be 'float32' or 'bfloat16', got {c.dtype!r}")
+  _check(c.checkpoint_metric in ("accuracy", "auc"),
+         f"checkpoint_metric must be 'accuracy' or 'auc', got {c.checkpoint_metric!r}")
+  _check(c.eval_checkpoint in ("best", "last"),
+         f"eval_checkpoint must be 'best' or 'last', got {c.eval_checkpoint!r}")
+  _check(c.data.image_size >= 32, f"data.image_size must be >= 32, got {c.data.image_size}")
+  _check(0 <= c.data.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {c.data.val_fraction}")
+  if c.smoke:
+    c.model_size = "tiny"
+    c.data.synthetic_train = min(c.data.synthetic_train, 240)
+    c.data.synthetic_test = min(c.data.synthetic_test, 120)
+    c.data.max_train = c.data.max_train or 240
+    c.data.max_test = c.data.max_test or 120
+    c.eval_batch_size = min(c.eval_batch_size, 60)
+    if c.num_epochs is None:
+      c.num_epochs = 1
+  if c.num_epochs is None:
+    c.num_epochs = c.synthetic_num_epochs if not c.data.dir else PAPER_EPOCHS
+  for name in ("num_epochs", "batch_size", "eval_batch_size", "log_every"):
+    _check(c[name] >= 1, f"{name} must be >= 1, got {c[name]}")
+  _check(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
+  c.lock()
+  return c
+
+
+def _check(ok: bool, message: str) -> None:
+  if not ok:
+    raise ValueError(message)

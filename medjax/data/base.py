@@ -1,0 +1,113 @@
+"""In-memory splits: the form in which every dataset reaches the training loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Mapping
+
+import numpy as np
+
+
+class DataError(ValueError):
+  """Bad or inconsistent input data (missing files, bad labels, wrong sizes...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """A labelled split held in host memory.
+
+  images: uint8 [N, H, W, C] (0..255) or float32 in [0, 1]; labels: int32 [N] in {0, 1};
+  names: one identifier per example (file name or generator index), for tracing predictions.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  names: np.ndarray
+
+  def __post_init__(self):
+    if self.images.ndim != 4:
+      raise DataError(f"images must be [N, H, W, C], got shape {self.images.shape}")
+    n = len(self.images)
+    if self.labels.shape != (n,) or len(self.names) != n:
+      raise DataError(f"{n} images but labels {self.labels.shape} and {len(self.names)} names")
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  @property
+  def class_counts(self) -> tuple[int, int]:
+    return int(np.sum(self.labels == 0)), int(np.sum(self.labels == 1))
+
+  def take(self, index) -> "Split":
+    return Split(self.images[index], self.labels[index], self.names[index])
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """train/val/test splits of one dataset; `val` may be None (no model selection data)."""
+  name: str
+  train: Split
+  test: Split
+  val: Split | None = None
+  synthetic: bool = False
+  source: str = ""
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.train.images.shape[1:])
+
+  def summary(self) -> str:
+    parts = []
+    for split_name in ("train", "val", "test"):
+      split = getattr(self, split_name)
+      if split is not None:
+        neg, pos = split.class_counts
+        parts.append(f"{split_name} {len(split)} ({pos} pos / {neg} neg)")
+    kind = "synthetic" if self.synthetic else "real"
+    return f"{self.name} [{kind}, {self.source}] {'x'.join(map(str, self.image_shape))}: " + \
+        ", ".join(parts)
+
+
+def check_labels(labels: np.ndarray, where: str) -> None:
+  bad = ~np.isin(labels, (0, 1))
+  if bad.any():
+    raise DataError(f"{where}: labels must be 0 or 1, found {sorted(set(labels[bad].tolist()))}")
+
+
+def check_both_classes(split: Split, where: str) -> None:
+  neg, pos = split.class_counts
+  if neg == 0 or pos == 0:
+    raise DataError(f"{where} has no {'negative' if neg == 0 else 'positive'} examples "
+                    f"({pos} positive, {neg} negative): metrics such as AUC need both classes")
+
+
+def stratified_holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+  """Splits off `fraction` of each class (seeded) as a validation split."""
+  if not 0.0 < fraction < 1.0:
+    raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
+  rng = np.random.default_rng([seed, 0x7A1])
+  held = []
+  for cls in (0, 1):
+    idx = np.flatnonzero(split.labels == cls)
+    rng.shuffle(idx)
+    held.append(idx[:max(1, round(fraction * len(idx)))] if len(idx) > 1 else idx[:0])
+  held_idx = np.sort(np.concatenate(held))
+  keep = np.ones(len(split), bool)
+  keep[held_idx] = False
+  return split.take(np.flatnonzero(keep)), split.take(held_idx)
+
+
+def save_npz_atomic(path: str, arrays: Mapping[str, np.ndarray]) -> None:
+  """Writes an .npz through a temp file + rename, so a crash never leaves a half file."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp.npz")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise

@@ -1,0 +1,275 @@
+"""The epoch loop shared by the supervised experiments.
+
+train_and_evaluate(config, workdir, dataset) trains for config.num_epochs, evaluates on the
+validation split after every epoch, checkpoints every epoch (orbax: the last and the best by the
+validation metric), evaluates the chosen checkpoint on the test split and writes into workdir:
+  config.json        the resolved config (a re-run with another config is refused)
+  metrics.jsonl      one JSON line per epoch (train loss/accuracy, norms, val metrics, timing)
+  checkpoints/       orbax CheckpointManager directory, one step per epoch
+  results.json       the contract of DESIGN.md, plus extra context fields
+  predictions.csv    name,label,prob_positive for every test example
+  confusion_matrix.png
+Re-running in the same workdir resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm import tqdm
+
+from medjax.data import Dataset, Split, batches
+from medjax.eval import metrics as metrics_lib
+from medjax.eval.plots import save_confusion_matrix
+from medjax.models import create_model
+from medjax.train import supervised
+from medjax.train.checkpoint import Checkpoints
+from medjax.train.state import TrainState, count_params, create_train_state
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss or gradient became NaN/Inf; carries where it happened."""
+
+
+class ConfigMismatchError(ValueError):
+  """The workdir holds a run with a different config."""
+
+
+def config_to_dict(config) -> dict[str, Any]:
+  return json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") \
+      else dict(config)
+
+
+def _flatten(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def check_workdir_config(workdir: str, config_dict: dict, overwrite: bool = False) -> None:
+  """Writes config.json, or refuses a workdir whose saved config differs."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path) and not overwrite:
+    with open(path) as f:
+      saved = _flatten(json.load(f))
+    current = _flatten(config_dict)
+    diffs = [f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}"
+             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+    if diffs:
+      raise ConfigMismatchError(
+          f"{workdir} holds a run with another config ({'; '.join(diffs)}). Use another "
+          "--workdir, or pass --overwrite to discard that run and start over.")
+    return
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(config_dict, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
+  """P(positive) for every example; the last batch is padded so eval compiles once."""
+  probs = []
+  for start in range(0, len(split), batch_size):
+    images = split.images[start:start + batch_size]
+    n = len(images)
+    if n < batch_size:
+      images = np.concatenate([images, np.zeros((batch_size - n, *images.shape[1:]),
+                                                images.dtype)])
+    probs.append(np.asarray(eval_fn(state, {"image": images}))[:n, 1])
+  return np.concatenate(probs)
+
+
+def _mean_metrics(history: list[dict]) -> dict[str, float]:
+  return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+
+
+def _augment_config(config) -> dict[str, Any] | None:
+  aug = config.augment
+  if not aug.dihedral and not aug.max_shift:
+    return None
+  return {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
+
+
+def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
+                       overwrite: bool = False) -> dict[str, Any]:
+  os.makedirs(workdir, exist_ok=True)
+  config_dict = config_to_dict(config)
+  check_workdir_config(workdir, config_dict, overwrite)
+  log.info("data: %s", dataset.summary())
+
+  model = create_model(config.model, size=config.model_size, num_classes=2, dtype=config.dtype)
+  tx = optax.adam(config.learning_rate)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  state = create_train_state(model, tx, init_rng, dataset.image_shape)
+  log.info("model: %s (%s, %s), %s parameters", config.model, config.model_size, config.dtype,
+           f"{count_params(state.params):,}")
+
+  train_fn = jax.jit(functools.partial(supervised.train_step, model=model, tx=tx,
+                                       augment=_augment_config(config)), donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(supervised.eval_step, model=model))
+
+  metric_name = f"val_{config.checkpoint_metric}"
+  ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), metric=metric_name)
+  start_epoch, train_seconds, timed_images, timed_seconds = 0, 0.0, 0, 0.0
+  if ckpts.latest_epoch is not None and not overwrite:
+    state, meta = ckpts.restore(ckpts.latest_epoch, state)
+    start_epoch = meta["epoch"]
+    train_seconds = meta.get("train_seconds", 0.0)
+    timed_images, timed_seconds = meta.get("timed_images", 0), meta.get("timed_seconds", 0.0)
+    log.info("resuming from %s (epoch %d of %d)", ckpts.path(start_epoch), start_epoch,
+             config.num_epochs)
+  elif overwrite and os.path.exists(os.path.join(workdir, "metrics.jsonl")):
+    os.remove(os.path.join(workdir, "metrics.jsonl"))
+
+  steps_per_epoch = len(dataset.train) // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"batch_size {config.batch_size} > {len(dataset.train)} training examples")
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  compiled = False
+  for epoch in range(start_epoch + 1, config.num_epochs + 1):
+    t0 = time.perf_counter()
+    history, pending = [], []
+    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
+               leave=False, dynamic_ncols=True, file=sys.stderr,
+               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+    t_steady, steady_images = None, 0
+    for i, batch in enumerate(batches(dataset.train, config.batch_size, seed=config.seed,
+                                      epoch=epoch)):
+      state, step_metrics = train_fn(state, batch, train_rng)
+      pending.append(step_metrics)
+      if not compiled:  # time the first step (compilation) apart from the steady state
+        jax.block_until_ready(step_metrics)
+        compiled = True
+        t_steady = time.perf_counter()
+      elif t_steady is None:
+        t_steady = time.perf_counter()
+      else:
+        steady_images += config.batch_size
+      if len(pending) >= config.log_every or i == steps_per_epoch - 1:
+        fetched = jax.device_get(pending)
+        for j, m in enumerate(fetched):
+          if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+            step = int(state.step) - len(fetched) + j + 1
+            last = ckpts.latest_epoch
+            raise NonFiniteLossError(
+                f"non-finite loss or gradient (loss={m['loss']}, grad_norm={m['grad_norm']}) "
+                f"at step {step}, epoch {epoch}; last good checkpoint: "
+                f"{ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}")
+        history.extend(fetched)
+        pending = []
+        bar.update(len(fetched))
+        bar.set_postfix(loss=f"{np.mean([m['loss'] for m in history]):.4f}",
+                        acc=f"{np.mean([m['accuracy'] for m in history]):.3f}")
+    jax.block_until_ready(state)
+    bar.close()
+    t_train = time.perf_counter() - t0
+    train_seconds += t_train
+    if t_steady is not None and steady_images:
+      timed_seconds += time.perf_counter() - t_steady
+      timed_images += steady_images
+
+    record = {"epoch": epoch, "step": int(state.step),
+              **{f"train_{k}": v for k, v in _mean_metrics(history).items()},
+              "epoch_seconds": t_train,
+              "train_images_per_second": steps_per_epoch * config.batch_size / t_train}
+    ckpt_metrics = None
+    if dataset.val is not None:
+      probs = predict(eval_fn, state, dataset.val, config.eval_batch_size)
+      val = metrics_lib.classification_metrics(dataset.val.labels, probs, seed=config.seed)
+      record.update({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"})
+      value = val[config.checkpoint_metric]
+      ckpt_metrics = {metric_name: value if value is not None else val["accuracy"]}
+    with open(metrics_path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    ckpts.save(epoch, state, {"epoch": epoch, "train_seconds": train_seconds,
+                              "timed_images": timed_images, "timed_seconds": timed_seconds},
+               ckpt_metrics)
+    val_text = (f", val acc {record['val_accuracy']:.4f} auc "
+                f"{_fmt(record.get('val_auc'))}" if dataset.val is not None else "")
+    log.info("epoch %d/%d: loss %.4f, train acc %.4f%s (%.1fs, %.0f img/s)", epoch,
+             config.num_epochs, record["train_loss"], record["train_accuracy"], val_text,
+             t_train, record["train_images_per_second"])
+
+  ckpts.manager.wait_until_finished()
+  use_best = config.eval_checkpoint == "best" and dataset.val is not None
+  chosen = ckpts.best_epoch if use_best and ckpts.best_epoch is not None else ckpts.latest_epoch
+  if chosen is None:
+    raise ValueError("num_epochs must be >= 1: there is no checkpoint to evaluate")
+  if chosen != ckpts.latest_epoch:  # the state in memory is the latest epoch's
+    state, _ = ckpts.restore(chosen, state)
+  ckpts.close()
+
+  probs = predict(eval_fn, state, dataset.test, config.eval_batch_size)
+  test = metrics_lib.classification_metrics(dataset.test.labels, probs, seed=config.seed)
+  results = {
+      "experiment": config.experiment, "model": config.model, "dataset": config.dataset,
+      "synthetic": dataset.synthetic, "seed": config.seed, "epochs": config.num_epochs,
+      "n_train": len(dataset.train), "n_test": len(dataset.test), "test": test,
+      "train_seconds": round(train_seconds, 2),
+      "train_images_per_second": round(timed_images / timed_seconds, 1) if timed_seconds else None,
+      "n_val": len(dataset.val) if dataset.val is not None else 0,
+      "checkpoint": {"kind": "best" if use_best else "last", "epoch": int(chosen),
+                     "metric": metric_name if use_best else None},
+      "data_source": dataset.source, "batch_size": config.batch_size,
+      "learning_rate": config.learning_rate, "dtype": config.dtype,
+      "model_size": config.model_size, "device": jax.devices()[0].device_kind,
+  }
+  _write_json(os.path.join(workdir, "results.json"), results)
+  with open(os.path.join(workdir, "predictions.csv"), "w") as f:
+    f.write("name,label,prob_positive\n")
+    for name, label, p in zip(dataset.test.names, dataset.test.labels, probs):
+      f.write(f"{name},{label},{p:.6f}\n")
+  save_confusion_matrix(test["confusion_matrix"], os.path.join(workdir, "confusion_matrix.png"),
+                        f"{config.experiment} (test, epoch {chosen})")
+  return results
+
+
+def _fmt(x, digits=4):
+  return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def _write_json(path: str, obj) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+
+
+def results_table(results: dict[str, Any]) -> str:
+  """A short plain-text summary of results.json."""
+  t = results["test"]
+  (tn, fp), (fn, tp) = t["confusion_matrix"]
+  lo, hi = t["accuracy_ci95"]
+  data = "synthetic" if results["synthetic"] else "real"
+  ips = results["train_images_per_second"]
+  rows = [
+      f"{results['experiment']}  ({data} data, seed {results['seed']}, "
+      f"{results['epochs']} epochs, checkpoint: {results['checkpoint']['kind']} "
+      f"epoch {results['checkpoint']['epoch']})",
+      f"  n_train {results['n_train']}, n_test {results['n_test']}",
+      f"  accuracy     {t['accuracy']:.4f}  (95% CI {lo:.4f}-{hi:.4f})",
+      f"  ROC AUC      {_fmt(t['auc'])}",
+      f"  sensitivity  {_fmt(t['sensitivity'])}",
+      f"  specificity  {_fmt(t['specificity'])}",
+      f"  confusion    TN {tn}  FP {fp}  FN {fn}  TP {tp}",
+      f"  training     {results['train_seconds']:.1f} s"
+      + (f", {ips:,.0f} img/s steady" if ips else ""),
+  ]
+  return "\n".join(rows)

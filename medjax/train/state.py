@@ -1,0 +1,35 @@
+"""The train state: a plain pytree, so it can be jitted, donated, vmapped and checkpointed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+def init_variables(model, rng, image_shape: tuple[int, int, int]):
+  """Model variables for NHWC input of `image_shape`; params and batch_stats in float32."""
+  variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  return variables["params"], variables.get("batch_stats", {})
+
+
+def create_train_state(model, tx: optax.GradientTransformation, rng,
+                       image_shape: tuple[int, int, int]) -> TrainState:
+  params, batch_stats = init_variables(model, rng, image_shape)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params))
+
+
+def count_params(tree) -> int:
+  return sum(int(x.size) for x in jax.tree.leaves(tree))
