@@ -21,7 +21,7 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.seed = 0
   # None: the paper's 100 on real data, `synthetic_num_epochs` on the embedded synthetic data.
   c.num_epochs = config_dict.placeholder(int)
-  c.synthetic_num_epochs = 10
+  c.synthetic_num_epochs = 20
   c.batch_size = 20
   c.eval_batch_size = 200
   c.learning_rate = 1e-4

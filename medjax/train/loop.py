@@ -148,7 +148,7 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
     history, pending = [], []
     bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
                leave=False, dynamic_ncols=True, file=sys.stderr,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
+               disable=not sys.stderr.isatty())  # the per-epoch log line suffices in logs
     t_steady, steady_images = None, 0
     for i, batch in enumerate(batches(dataset.train, config.batch_size, seed=config.seed,
                                       epoch=epoch)):
@@ -176,7 +176,7 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
         pending = []
         bar.update(len(fetched))
         bar.set_postfix(loss=f"{np.mean([m['loss'] for m in history]):.4f}",
-                        acc=f"{np.mean([m['accuracy'] for m in history]):.3f}")
+                        acc=f"{np.mean([m['accuracy'] for m in history]):.3f}", refresh=False)
     jax.block_until_ready(state)
     bar.close()
     t_train = time.perf_counter() - t0

@@ -49,8 +49,8 @@ def train_step(state: TrainState, batch: dict[str, Any], rng, *, model, tx,
   metrics = {
       "loss": loss,
       "accuracy": jnp.mean(jnp.argmax(logits, -1) == batch["label"]),
-      "grad_norm": optax.global_norm(grads),
-      "param_norm": optax.global_norm(params),
+      "grad_norm": optax.tree.norm(grads),
+      "param_norm": optax.tree.norm(params),
   }
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             batch_stats=updates.get("batch_stats", state.batch_stats))

@@ -1,0 +1,23 @@
+import os
+
+import pytest
+
+SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+LUNA_PATCHES = os.path.abspath(os.path.join(SHARED, "data", "luna16_patches"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+  """Synthetic-data cache in a temp dir, so tests never depend on (or touch) ~/.cache."""
+  old = os.environ.get("MEDJAX_CACHE_DIR")
+  os.environ["MEDJAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("medjax_cache"))
+  yield
+  if old is None:
+    os.environ.pop("MEDJAX_CACHE_DIR", None)
+  else:
+    os.environ["MEDJAX_CACHE_DIR"] = old
+
+
+requires_luna_patches = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(LUNA_PATCHES, "traindatalabels.txt")),
+    reason="../shared/data/luna16_patches is not present (fresh clone)")

@@ -1,0 +1,159 @@
+import logging
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medjax.data import DataError, batches, load_dataset, luna16_patches, synthetic
+from medjax.data.base import Split, stratified_holdout
+from medjax import config as config_lib
+
+from conftest import LUNA_PATCHES, requires_luna_patches
+
+
+def test_synthetic_patches_are_deterministic_and_about_one_in_six_positive():
+  a = synthetic.generate_split(300, seed=0, stream="train")
+  b = synthetic.generate_split(120, seed=0, stream="train")
+  np.testing.assert_array_equal(a.images[:120], b.images)  # patch i depends on i only
+  assert a.images.shape == (300, 50, 50, 1) and a.images.dtype == np.uint8
+  assert 0.10 < a.labels.mean() < 0.25
+  other = synthetic.generate_split(50, seed=0, stream="test")
+  assert not np.array_equal(other.images, a.images[:50])
+
+
+def test_synthetic_positives_are_brighter_at_the_centre_on_average():
+  s = synthetic.generate_split(400, seed=1, stream="train")
+  centre = s.images[:, 20:30, 20:30, 0].mean(axis=(1, 2))
+  assert centre[s.labels == 1].mean() > centre[s.labels == 0].mean() + 20
+
+
+def test_synthetic_cache_round_trip(tmp_path, monkeypatch):
+  monkeypatch.setenv("MEDJAX_CACHE_DIR", str(tmp_path))
+  first = synthetic.luna_patches(40, 20, seed=3)
+  files = os.listdir(tmp_path)
+  assert len(files) == 1 and files[0].endswith(".npz")
+  again = synthetic.luna_patches(40, 20, seed=3)
+  np.testing.assert_array_equal(first["test"].images, again["test"].images)
+  # A damaged cache is regenerated rather than trusted.
+  with open(tmp_path / files[0], "wb") as f:
+    f.write(b"not an npz")
+  repaired = synthetic.luna_patches(40, 20, seed=3)
+  np.testing.assert_array_equal(first["train"].labels, repaired["train"].labels)
+
+
+def _write_patch_folder(root, entries, split="train"):
+  """entries: (file name, label, image array or raw bytes)."""
+  os.makedirs(root / split, exist_ok=True)
+  lines = []
+  for name, label, content in entries:
+    path = root / split / name
+    if isinstance(content, bytes):
+      path.write_bytes(content)
+    elif content is not None:
+      Image.fromarray(content).save(path)
+    lines.append(f"{split}/{name} {label}")
+  (root / f"{split}datalabels.txt").write_text("\n".join(lines) + "\n")
+
+
+def _img(h=50, w=50, value=100):
+  return np.full((h, w), value, np.uint8)
+
+
+def test_patch_folder_skips_wrong_size_with_warning(tmp_path, caplog):
+  _write_patch_folder(tmp_path, [("image_1.jpg", 0, _img()), ("image_2.jpg", 1, _img(47, 50)),
+                                 ("image_3.jpg", 1, _img())])
+  _write_patch_folder(tmp_path, [("image_4.jpg", 0, _img()), ("image_5.jpg", 1, _img())], "val")
+  with caplog.at_level(logging.WARNING):
+    splits = luna16_patches.load_patch_folder(str(tmp_path))
+  assert sorted(splits) == ["train", "val"]
+  assert splits["train"].labels.tolist() == [0, 1]
+  assert list(splits["train"].names) == ["train/image_1.jpg", "train/image_3.jpg"]
+  assert "image_2.jpg (50x47)" in caplog.text
+
+
+def test_patch_folder_rotated_copies_are_optional(tmp_path):
+  _write_patch_folder(tmp_path, [("image_7.jpg", 1, _img()), ("image_8.jpg", 0, _img())])
+  Image.fromarray(_img(value=1)).save(tmp_path / "train" / "image_1000007.jpg")
+  Image.fromarray(_img(value=2)).save(tmp_path / "train" / "image_2000007.jpg")
+  Image.fromarray(_img(value=3)).save(tmp_path / "train" / "image_1000008.jpg")  # negative: never
+  assert len(luna16_patches.load_patch_folder(str(tmp_path))["train"]) == 2
+  with_rot = luna16_patches.load_patch_folder(str(tmp_path), include_rotated=True)["train"]
+  assert len(with_rot) == 4 and with_rot.labels.tolist() == [1, 0, 1, 1]
+
+
+@pytest.mark.parametrize("entries,message", [
+    ([("image_1.jpg", 0, None)], "listed image is missing"),
+    ([("image_1.jpg", 0, b"\xff\xd8garbage")], "cannot decode image"),
+])
+def test_patch_folder_bad_images_are_clear_errors(tmp_path, entries, message):
+  _write_patch_folder(tmp_path, entries)
+  with pytest.raises(DataError, match=message):
+    luna16_patches.load_patch_folder(str(tmp_path))
+
+
+def test_patch_folder_bad_label_line_names_the_line(tmp_path):
+  _write_patch_folder(tmp_path, [("image_1.jpg", 0, _img())])
+  with open(tmp_path / "traindatalabels.txt", "a") as f:
+    f.write("train/image_2.jpg 2\n")
+  with pytest.raises(DataError, match=r"traindatalabels.txt:2: expected"):
+    luna16_patches.load_patch_folder(str(tmp_path))
+
+
+def test_missing_or_foreign_data_dir_is_a_clear_error(tmp_path):
+  with pytest.raises(DataError, match="does not exist"):
+    luna16_patches.load_patch_folder(str(tmp_path / "nope"))
+  with pytest.raises(DataError, match="not a LUNA16 patch folder"):
+    luna16_patches.load_patch_folder(str(tmp_path))
+
+
+def test_split_without_positives_is_refused(tmp_path):
+  _write_patch_folder(tmp_path, [(f"image_{i}.jpg", 0, _img()) for i in range(4)])
+  _write_patch_folder(tmp_path, [("image_9.jpg", 0, _img()), ("image_10.jpg", 1, _img())], "val")
+  config = config_lib.base_config("luna", "cnn")
+  config.data.dir = str(tmp_path)
+  with pytest.raises(DataError, match="train split has no positive examples"):
+    load_dataset("luna", config.data, seed=0)
+
+
+def test_holdout_is_stratified_and_disjoint():
+  labels = np.array([0] * 90 + [1] * 10, np.int32)
+  split = Split(np.zeros((100, 4, 4, 1), np.uint8), labels, np.arange(100).astype(str))
+  train, val = stratified_holdout(split, 0.1, seed=0)
+  assert val.class_counts == (9, 1) and train.class_counts == (81, 9)
+  assert not set(train.names) & set(val.names)
+
+
+def test_batches_are_full_seeded_and_cover_each_example_once():
+  split = Split(np.arange(45, dtype=np.uint8).reshape(45, 1, 1, 1), np.zeros(45, np.int32),
+                np.arange(45).astype(str))
+  epoch1 = [b["image"].ravel() for b in batches(split, 10, seed=0, epoch=1)]
+  assert [len(b) for b in epoch1] == [10] * 4  # the remainder of 5 is dropped
+  assert len(set(np.concatenate(epoch1).tolist())) == 40
+  again = [b["image"].ravel() for b in batches(split, 10, seed=0, epoch=1)]
+  np.testing.assert_array_equal(np.concatenate(epoch1), np.concatenate(again))
+  epoch2 = np.concatenate([b["image"].ravel() for b in batches(split, 10, seed=0, epoch=2)])
+  assert not np.array_equal(np.concatenate(epoch1), epoch2)
+
+
+@requires_luna_patches
+def test_paper_patch_set_loads_with_the_50x47_image_skipped(caplog):
+  with caplog.at_level(logging.WARNING):
+    splits = luna16_patches.load_patch_folder(LUNA_PATCHES)
+  assert sorted(splits) == ["train", "val"]
+  assert splits["train"].images.shape == (5186, 50, 50, 1)
+  assert splits["train"].class_counts == (4341, 845)
+  assert splits["val"].class_counts == (1073, 224)
+  assert "train/image_393762.jpg (50x47)" in caplog.text
+  rotated = luna16_patches.load_split(LUNA_PATCHES, "train", include_rotated=True)
+  assert rotated.class_counts == (4341, 845 * 3)
+
+
+@requires_luna_patches
+def test_paper_patch_set_uses_val_as_test_and_holds_out_validation():
+  config = config_lib.base_config("luna", "cnn")
+  config.data.dir = LUNA_PATCHES
+  data = load_dataset("luna", config.data, seed=0)
+  assert len(data.test) == 1297 and not data.synthetic
+  assert len(data.train) + len(data.val) == 5186
+  assert not set(data.train.names) & set(data.val.names)

@@ -1,0 +1,134 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from experiments import _runner, luna_cnn, luna_resnet
+from medjax import config as config_lib
+from medjax.train.loop import ConfigMismatchError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _check_results(results, workdir, experiment):
+  with open(os.path.join(workdir, "results.json")) as f:
+    on_disk = json.load(f)
+  assert on_disk == json.loads(json.dumps(results))
+  for key in ("experiment", "model", "dataset", "synthetic", "seed", "epochs", "n_train",
+              "n_test", "test", "train_seconds", "train_images_per_second"):
+    assert key in on_disk, key
+  assert on_disk["experiment"] == experiment and on_disk["synthetic"] is True
+  test = on_disk["test"]
+  (tn, fp), (fn, tp) = test["confusion_matrix"]
+  assert tn + fp + fn + tp == on_disk["n_test"]
+  assert test["accuracy"] == pytest.approx((tn + tp) / on_disk["n_test"])
+  assert test["sensitivity"] == pytest.approx(tp / (tp + fn))
+  assert test["specificity"] == pytest.approx(tn / (tn + fp))
+  assert test["accuracy_ci95"][0] <= test["accuracy"] <= test["accuracy_ci95"][1]
+  for name in ("config.json", "metrics.jsonl", "predictions.csv", "confusion_matrix.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+
+
+@pytest.mark.parametrize("module", [luna_cnn, luna_resnet])
+def test_smoke_run_writes_valid_results(module, tmp_path):
+  config = module.get_config()
+  config.smoke = True
+  config.num_epochs = 2
+  workdir = str(tmp_path / "run")
+  results = _runner.run(config, workdir)
+  _check_results(results, workdir, config.experiment)
+  lines = open(os.path.join(workdir, "metrics.jsonl")).read().splitlines()
+  assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))  # orbax steps exist
+
+  # Re-running the finished run resumes: no epoch is trained again, same test result.
+  again = _runner.run(config, workdir)
+  assert open(os.path.join(workdir, "metrics.jsonl")).read().splitlines() == lines
+  assert again["test"] == results["test"]
+
+  # Another config in the same workdir is refused, naming the difference.
+  config.learning_rate = 1e-3
+  with pytest.raises(ConfigMismatchError, match="learning_rate: 0.0001 -> 0.001"):
+    _runner.run(config, workdir)
+
+
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+  from medjax.train import loop
+  config = luna_cnn.get_config()
+  config.smoke = True
+  config.num_epochs = 3
+  straight = _runner.run(config, str(tmp_path / "straight"))
+
+  real_batches = loop.batches
+
+  def interrupted(*args, epoch, **kwargs):
+    for i, batch in enumerate(real_batches(*args, epoch=epoch, **kwargs)):
+      if epoch == 3 and i == 2:
+        raise KeyboardInterrupt  # dies in the middle of epoch 3
+      yield batch
+
+  monkeypatch.setattr(loop, "batches", interrupted)
+  workdir = str(tmp_path / "resumed")
+  with pytest.raises(KeyboardInterrupt):
+    _runner.run(config, workdir)
+  monkeypatch.setattr(loop, "batches", real_batches)
+  resumed = _runner.run(config, workdir)
+  assert resumed["test"] == straight["test"]
+  epochs = [json.loads(l)["epoch"] for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert epochs == [1, 2, 3]
+
+
+def test_cnn_learns_the_synthetic_task(tmp_path):
+  config = luna_cnn.get_config()
+  config.num_epochs = 8
+  results = _runner.run(config, str(tmp_path / "cnn"))
+  test = results["test"]
+  labels = np.array([int(l.split(",")[1]) for l in
+                     open(tmp_path / "cnn" / "predictions.csv").read().splitlines()[1:]])
+  majority = max(labels.mean(), 1 - labels.mean())
+  assert test["accuracy"] > majority + 0.04, (test, majority)
+  assert test["auc"] > 0.85
+  assert test["accuracy"] < 1.0  # the synthetic task is not trivial
+
+
+def test_config_validation_messages():
+  config = luna_cnn.get_config()
+  config.model = "vgg"
+  with pytest.raises(ValueError, match="unknown model 'vgg'"):
+    config_lib.resolve(config)
+  config = luna_cnn.get_config()
+  config.dtype = "float16"
+  with pytest.raises(ValueError, match="dtype must be"):
+    config_lib.resolve(config)
+
+
+def test_num_epochs_defaults_to_paper_on_real_data_and_short_on_synthetic():
+  config = luna_resnet.get_config()
+  assert config_lib.resolve(config).num_epochs == config.synthetic_num_epochs
+  config.data.dir = "/some/real/data"
+  resolved = config_lib.resolve(config)
+  assert resolved.num_epochs == 100 and resolved.batch_size == 20
+  assert resolved.learning_rate == 1e-4
+
+
+def _cli(*args, cwd):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  return subprocess.run([sys.executable, "-m", "experiments.luna_cnn", *args], cwd=cwd,
+                        env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_command_line_smoke_run_prints_results_table(tmp_path):
+  proc = _cli("--config.smoke=True", f"--workdir={tmp_path / 'cli'}", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "accuracy" in proc.stdout and "ROC AUC" in proc.stdout
+  assert (tmp_path / "cli" / "results.json").exists()
+
+
+def test_command_line_rejects_unknown_config_field(tmp_path):
+  proc = _cli("--config.smoke=True", "--config.num_epoch=3", cwd=tmp_path)
+  assert proc.returncode != 0
+  assert "num_epoch" in proc.stderr
+  assert not (tmp_path / "runs").exists()
