@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -13,9 +14,25 @@ import jax
 
 from medjax import config as config_lib
 from medjax.data import load_dataset
-from medjax.train.loop import results_table, train_and_evaluate
+from medjax.train.loop import results_table
 
 log = logging.getLogger("medjax")
+
+# model -> "module:function" with signature (config, workdir, dataset, *, overwrite) -> results.
+# Imported lazily, so a model's dependencies load only when it runs.
+TRAINERS = {
+    "cnn": "medjax.train.loop:train_and_evaluate",
+    "resnet": "medjax.train.loop:train_and_evaluate",
+    "dbn": "medjax.train.dbn:train_and_evaluate",
+    "sgan": "medjax.train.sgan:train_and_evaluate",
+}
+
+
+def trainer_for(model: str):
+  if model not in TRAINERS:
+    raise ValueError(f"no trainer for model {model!r}; known: {sorted(TRAINERS)}")
+  module, function = TRAINERS[model].split(":")
+  return getattr(importlib.import_module(module), function)
 
 
 def default_workdir(config) -> str:
@@ -39,7 +56,7 @@ def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   log.info("%s: workdir %s, %d epochs, batch %d, lr %g, %s on %s", config.experiment, workdir,
            config.num_epochs, config.batch_size, config.learning_rate, config.dtype,
            jax.devices()[0].device_kind)
-  return train_and_evaluate(config, workdir, dataset, overwrite=overwrite)
+  return trainer_for(config.model)(config, workdir, dataset, overwrite=overwrite)
 
 
 def main(get_config) -> None:

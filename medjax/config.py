@@ -6,7 +6,7 @@ import ml_collections
 from ml_collections import config_dict
 
 DATASETS = ("luna",)
-MODELS = ("cnn", "resnet")
+MODELS = ("cnn", "resnet", "dbn", "sgan")
 PAPER_EPOCHS = 100
 
 
@@ -43,7 +43,22 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data.synthetic_test = 500
   c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
   c.data.max_test = config_dict.placeholder(int)
+
+  model_defaults = _model_config(model)
+  if model_defaults is not None:
+    c[model] = model_defaults
   return c
+
+
+def _model_config(model: str) -> ml_collections.ConfigDict | None:
+  """Extra config block of models with their own training algorithm (config.dbn, config.sgan)."""
+  if model == "dbn":
+    from medjax.train.dbn import default_config
+    return default_config()
+  if model == "sgan":
+    from medjax.train.sgan import default_config
+    return default_config()
+  return None
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -107,17 +107,32 @@ def _augment_config(config) -> dict[str, Any] | None:
   return {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
 
 
-def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
-                       overwrite: bool = False) -> dict[str, Any]:
+def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
+  """Creates the workdir and records (or checks) its config."""
   os.makedirs(workdir, exist_ok=True)
-  config_dict = config_to_dict(config)
-  check_workdir_config(workdir, config_dict, overwrite)
+  check_workdir_config(workdir, config_to_dict(config), overwrite)
+
+
+def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False,
+                       model=None, initial_params=None) -> dict[str, Any]:
+  """Supervised training of `model` (default: `create_model(config.model, ...)`).
+
+  `initial_params` replaces the random initial params (e.g. a pretrained DBN stack).
+  """
+  prepare_workdir(config, workdir, overwrite)
   log.info("data: %s", dataset.summary())
 
-  model = create_model(config.model, size=config.model_size, num_classes=2, dtype=config.dtype)
+  if model is None:
+    model = create_model(config.model, size=config.model_size, num_classes=2,
+                         dtype=config.dtype)
   tx = optax.adam(config.learning_rate)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   state = create_train_state(model, tx, init_rng, dataset.image_shape)
+  if initial_params is not None:
+    if jax.tree.structure(initial_params) != jax.tree.structure(state.params):
+      raise ValueError("initial_params do not match the model's parameter tree")
+    initial_params = jax.tree.map(jnp.asarray, initial_params)
+    state = state.replace(params=initial_params, opt_state=tx.init(initial_params))
   log.info("model: %s (%s, %s), %s parameters", config.model, config.model_size, config.dtype,
            f"{count_params(state.params):,}")
 
@@ -217,19 +232,32 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
   ckpts.close()
 
   probs = predict(eval_fn, state, dataset.test, config.eval_batch_size)
+  return write_results(
+      config, workdir, dataset, probs, train_seconds=train_seconds,
+      images_per_second=timed_images / timed_seconds if timed_seconds else None,
+      checkpoint={"kind": "best" if use_best else "last", "epoch": int(chosen),
+                  "metric": metric_name if use_best else None})
+
+
+def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
+                  train_seconds: float, images_per_second: float | None,
+                  checkpoint: dict[str, Any], extra: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+  """Test metrics from P(positive) of every test example -> results.json, predictions.csv and
+  confusion_matrix.png in workdir. Shared by every trainer (supervised, DBN, SGAN)."""
   test = metrics_lib.classification_metrics(dataset.test.labels, probs, seed=config.seed)
   results = {
       "experiment": config.experiment, "model": config.model, "dataset": config.dataset,
       "synthetic": dataset.synthetic, "seed": config.seed, "epochs": config.num_epochs,
       "n_train": len(dataset.train), "n_test": len(dataset.test), "test": test,
       "train_seconds": round(train_seconds, 2),
-      "train_images_per_second": round(timed_images / timed_seconds, 1) if timed_seconds else None,
+      "train_images_per_second": round(images_per_second, 1) if images_per_second else None,
       "n_val": len(dataset.val) if dataset.val is not None else 0,
-      "checkpoint": {"kind": "best" if use_best else "last", "epoch": int(chosen),
-                     "metric": metric_name if use_best else None},
+      "checkpoint": checkpoint,
       "data_source": dataset.source, "batch_size": config.batch_size,
       "learning_rate": config.learning_rate, "dtype": config.dtype,
       "model_size": config.model_size, "device": jax.devices()[0].device_kind,
+      **(extra or {}),
   }
   _write_json(os.path.join(workdir, "results.json"), results)
   with open(os.path.join(workdir, "predictions.csv"), "w") as f:
@@ -237,7 +265,7 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
     for name, label, p in zip(dataset.test.names, dataset.test.labels, probs):
       f.write(f"{name},{label},{p:.6f}\n")
   save_confusion_matrix(test["confusion_matrix"], os.path.join(workdir, "confusion_matrix.png"),
-                        f"{config.experiment} (test, epoch {chosen})")
+                        f"{config.experiment} (test, epoch {checkpoint['epoch']})")
   return results
 
 
