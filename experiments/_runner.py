@@ -48,6 +48,21 @@ def enable_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
+def initialize_distributed() -> None:
+  """jax.distributed.initialize, from explicit environment variables where they are set."""
+  env = os.environ
+  kwargs = {}
+  if "JAX_COORDINATOR_ADDRESS" in env:
+    kwargs = {"coordinator_address": env["JAX_COORDINATOR_ADDRESS"],
+              "num_processes": int(env["JAX_NUM_PROCESSES"]),
+              "process_id": int(env["JAX_PROCESS_ID"])}
+  if jax.default_backend() == "cpu":
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
+  log.info("process %d of %d, %d local / %d global devices", jax.process_index(),
+           jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
 def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   """Resolves `config`, loads its data, trains, evaluates; returns results.json's content."""
   config = config_lib.resolve(config)
@@ -68,6 +83,10 @@ def main(get_config) -> None:
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/<experiment>[-synthetic]).")
   flags.DEFINE_bool("overwrite", False, "Discard an existing run in --workdir and start over.")
+  flags.DEFINE_bool("distributed", False,
+                    "Multi-host run: call jax.distributed.initialize() first (coordinator, "
+                    "process count and id from the cluster (SLURM, ...) or from "
+                    "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
 
   def _main(argv):
     if len(argv) > 1:
@@ -76,8 +95,10 @@ def main(get_config) -> None:
                         datefmt="%H:%M:%S", stream=sys.stdout, force=True)
     for noisy in ("absl", "jax._src", "orbax", "orbax.checkpoint"):
       logging.getLogger(noisy).setLevel(logging.WARNING)
-    enable_compilation_cache()
     FLAGS = flags.FLAGS
+    if FLAGS.distributed:
+      initialize_distributed()
+    enable_compilation_cache()
     results = run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     print("\n" + results_table(results), flush=True)
 

@@ -28,6 +28,9 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.checkpoint_metric = "accuracy"  # validation metric that picks the best checkpoint: or "auc"
   c.eval_checkpoint = "best"        # test the "best" (by validation) or the "last" checkpoint
   c.log_every = 50                  # steps between host syncs (progress bar, NaN check)
+  # Training split on device, chunks of steps as one jitted scan. None: on for GPU/TPU, off on
+  # CPU, where XLA runs a scan of train steps ~2.5x slower than separate jitted steps (measured).
+  c.device_resident = config_dict.placeholder(bool)
   c.smoke = False                   # tiny model, little data, 1 epoch: for tests
 
   c.augment = ml_collections.ConfigDict()
@@ -85,6 +88,9 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
       c.num_epochs = 1
   if c.num_epochs is None:
     c.num_epochs = c.synthetic_num_epochs if not c.data.dir else PAPER_EPOCHS
+  if c.device_resident is None:
+    import jax
+    c.device_resident = jax.default_backend() != "cpu"
   for name in ("num_epochs", "batch_size", "eval_batch_size", "log_every"):
     _check(c[name] >= 1, f"{name} must be >= 1, got {c[name]}")
   _check(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")

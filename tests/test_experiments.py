@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import subprocess
@@ -11,6 +12,11 @@ from medjax import config as config_lib
 from medjax.train.loop import ConfigMismatchError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _probabilities(path):
+  with open(path) as f:
+    return np.array([float(row["prob_positive"]) for row in csv.DictReader(f)])
 
 
 def _check_results(results, workdir, experiment):
@@ -56,42 +62,79 @@ def test_smoke_run_writes_valid_results(module, tmp_path):
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
-  from medjax.train import loop
+  from medjax.train.epoch import DeviceEpochs
   config = luna_cnn.get_config()
   config.smoke = True
   config.num_epochs = 3
+  config.log_every = 4  # 10 steps per epoch -> 3 chunks
+  config.device_resident = True
   straight = _runner.run(config, str(tmp_path / "straight"))
 
-  real_batches = loop.batches
+  real_run = DeviceEpochs.run
 
-  def interrupted(*args, epoch, **kwargs):
-    for i, batch in enumerate(real_batches(*args, epoch=epoch, **kwargs)):
-      if epoch == 3 and i == 2:
+  def interrupted(self, state, epoch, rng):
+    for i, out in enumerate(real_run(self, state, epoch, rng)):
+      if epoch == 3 and i == 1:
         raise KeyboardInterrupt  # dies in the middle of epoch 3
-      yield batch
+      yield out
 
-  monkeypatch.setattr(loop, "batches", interrupted)
+  monkeypatch.setattr(DeviceEpochs, "run", interrupted)
   workdir = str(tmp_path / "resumed")
   with pytest.raises(KeyboardInterrupt):
     _runner.run(config, workdir)
-  monkeypatch.setattr(loop, "batches", real_batches)
+  monkeypatch.setattr(DeviceEpochs, "run", real_run)
   resumed = _runner.run(config, workdir)
   assert resumed["test"] == straight["test"]
   epochs = [json.loads(l)["epoch"] for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert epochs == [1, 2, 3]
 
 
-def test_cnn_learns_the_synthetic_task(tmp_path):
+def test_device_resident_epochs_train_the_same_model_as_host_batches(tmp_path):
   config = luna_cnn.get_config()
-  config.num_epochs = 8
-  results = _runner.run(config, str(tmp_path / "cnn"))
+  config.smoke = True
+  config.num_epochs = 2
+  config.log_every = 4
+  config.device_resident = True
+  on_device = _runner.run(config, str(tmp_path / "device"))
+  config.device_resident = False
+  on_host = _runner.run(config, str(tmp_path / "host"))
+  assert on_device["test"]["confusion_matrix"] == on_host["test"]["confusion_matrix"]
+  dev, host = (_probabilities(tmp_path / d / "predictions.csv") for d in ("device", "host"))
+  np.testing.assert_allclose(dev, host, atol=2e-6)
+  losses = [[json.loads(l)["train_loss"] for l in open(tmp_path / d / "metrics.jsonl")]
+            for d in ("device", "host")]
+  np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory):
+  """The full CNN trained 8 epochs on the embedded synthetic data, in float32 and bfloat16."""
+  out = {}
+  for dtype in ("float32", "bfloat16"):
+    config = luna_cnn.get_config()
+    config.num_epochs = 8
+    config.dtype = dtype
+    workdir = tmp_path_factory.mktemp(dtype)
+    out[dtype] = (_runner.run(config, str(workdir)), workdir)
+  return out
+
+
+def test_cnn_learns_the_synthetic_task(learned):
+  results, workdir = learned["float32"]
   test = results["test"]
   labels = np.array([int(l.split(",")[1]) for l in
-                     open(tmp_path / "cnn" / "predictions.csv").read().splitlines()[1:]])
+                     open(workdir / "predictions.csv").read().splitlines()[1:]])
   majority = max(labels.mean(), 1 - labels.mean())
   assert test["accuracy"] > majority + 0.04, (test, majority)
   assert test["auc"] > 0.85
   assert test["accuracy"] < 1.0  # the synthetic task is not trivial
+
+
+def test_bfloat16_reaches_the_accuracy_of_float32(learned):
+  fp32, bf16 = learned["float32"][0]["test"], learned["bfloat16"][0]["test"]
+  assert learned["bfloat16"][0]["dtype"] == "bfloat16"
+  assert abs(bf16["accuracy"] - fp32["accuracy"]) < 0.03, (bf16, fp32)
+  assert abs(bf16["auc"] - fp32["auc"]) < 0.03
 
 
 def test_config_validation_messages():

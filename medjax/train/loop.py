@@ -29,12 +29,13 @@ import numpy as np
 import optax
 from tqdm import tqdm
 
-from medjax.data import Dataset, Split, batches
+from medjax.data import Dataset, Split
 from medjax.eval import metrics as metrics_lib
 from medjax.eval.plots import save_confusion_matrix
 from medjax.models import create_model
-from medjax.train import supervised
+from medjax.train import parallel, supervised
 from medjax.train.checkpoint import Checkpoints
+from medjax.train.epoch import DeviceEpochs, HostEpochs
 from medjax.train.state import TrainState, count_params, create_train_state
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ def _flatten(d, prefix=""):
   return out
 
 
+def is_writer() -> bool:
+  """Only process 0 writes files in a multi-host run (orbax coordinates checkpoints itself)."""
+  return jax.process_index() == 0
+
+
 def check_workdir_config(workdir: str, config_dict: dict, overwrite: bool = False) -> None:
   """Writes config.json, or refuses a workdir whose saved config differs."""
   path = os.path.join(workdir, "config.json")
@@ -77,10 +83,8 @@ def check_workdir_config(workdir: str, config_dict: dict, overwrite: bool = Fals
           f"{workdir} holds a run with another config ({'; '.join(diffs)}). Use another "
           "--workdir, or pass --overwrite to discard that run and start over.")
     return
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(config_dict, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  if is_writer():
+    _write_json(path, config_dict)
 
 
 def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
@@ -136,8 +140,21 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
   log.info("model: %s (%s, %s), %s parameters", config.model, config.model_size, config.dtype,
            f"{count_params(state.params):,}")
 
-  train_fn = jax.jit(functools.partial(supervised.train_step, model=model, tx=tx,
-                                       augment=_augment_config(config)), donate_argnums=0)
+  step = functools.partial(supervised.train_step, model=model, tx=tx,
+                           augment=_augment_config(config))
+  # Data parallel over every device (one device included): batch sharded, state replicated.
+  mesh = parallel.data_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  state = parallel.put_replicated(state, mesh)
+  train_rng = parallel.put_replicated(train_rng, mesh)
+  if config.device_resident:
+    epochs = DeviceEpochs(step, dataset.train, config.batch_size, seed=config.seed,
+                          chunk=config.log_every, data_sharding=parallel.replicated(mesh),
+                          batch_sharding=parallel.batch_sharded(mesh))
+  else:
+    epochs = HostEpochs(jax.jit(step, donate_argnums=0), dataset.train, config.batch_size,
+                        seed=config.seed, chunk=config.log_every,
+                        place_batch=functools.partial(parallel.put_batch, mesh=mesh))
   eval_fn = jax.jit(functools.partial(supervised.eval_step, model=model))
 
   metric_name = f"val_{config.checkpoint_metric}"
@@ -153,52 +170,39 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
   elif overwrite and os.path.exists(os.path.join(workdir, "metrics.jsonl")):
     os.remove(os.path.join(workdir, "metrics.jsonl"))
 
-  steps_per_epoch = len(dataset.train) // config.batch_size
+  steps_per_epoch = epochs.steps_per_epoch
   if steps_per_epoch == 0:
     raise ValueError(f"batch_size {config.batch_size} > {len(dataset.train)} training examples")
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  compiled = False
+  warm = False
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     t0 = time.perf_counter()
-    history, pending = [], []
+    history = []
     bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
                leave=False, dynamic_ncols=True, file=sys.stderr,
                disable=not sys.stderr.isatty())  # the per-epoch log line suffices in logs
-    t_steady, steady_images = None, 0
-    for i, batch in enumerate(batches(dataset.train, config.batch_size, seed=config.seed,
-                                      epoch=epoch)):
-      state, step_metrics = train_fn(state, batch, train_rng)
-      pending.append(step_metrics)
-      if not compiled:  # time the first step (compilation) apart from the steady state
-        jax.block_until_ready(step_metrics)
-        compiled = True
-        t_steady = time.perf_counter()
-      elif t_steady is None:
-        t_steady = time.perf_counter()
-      else:
-        steady_images += config.batch_size
-      if len(pending) >= config.log_every or i == steps_per_epoch - 1:
-        fetched = jax.device_get(pending)
-        for j, m in enumerate(fetched):
-          if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
-            step = int(state.step) - len(fetched) + j + 1
-            last = ckpts.latest_epoch
-            raise NonFiniteLossError(
-                f"non-finite loss or gradient (loss={m['loss']}, grad_norm={m['grad_norm']}) "
-                f"at step {step}, epoch {epoch}; last good checkpoint: "
-                f"{ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}")
-        history.extend(fetched)
-        pending = []
-        bar.update(len(fetched))
-        bar.set_postfix(loss=f"{np.mean([m['loss'] for m in history]):.4f}",
-                        acc=f"{np.mean([m['accuracy'] for m in history]):.3f}", refresh=False)
-    jax.block_until_ready(state)
+    t_chunk = time.perf_counter()
+    for state, chunk in epochs.run(state, epoch, train_rng):
+      now = time.perf_counter()
+      if warm:  # the first chunk of a process includes compilation: not steady state
+        timed_seconds += now - t_chunk
+        timed_images += len(chunk) * config.batch_size
+      warm, t_chunk = True, now
+      for j, m in enumerate(chunk):
+        if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+          last = ckpts.latest_epoch
+          raise NonFiniteLossError(
+              f"non-finite loss or gradient (loss={m['loss']}, grad_norm={m['grad_norm']}) "
+              f"at step {len(history) + j + 1} of epoch {epoch} (global step "
+              f"{(epoch - 1) * steps_per_epoch + len(history) + j + 1}); last good checkpoint: "
+              f"{ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}")
+      history.extend(chunk)
+      bar.update(len(chunk))
+      bar.set_postfix(loss=f"{np.mean([m['loss'] for m in history]):.4f}",
+                      acc=f"{np.mean([m['accuracy'] for m in history]):.3f}", refresh=False)
     bar.close()
     t_train = time.perf_counter() - t0
     train_seconds += t_train
-    if t_steady is not None and steady_images:
-      timed_seconds += time.perf_counter() - t_steady
-      timed_images += steady_images
 
     record = {"epoch": epoch, "step": int(state.step),
               **{f"train_{k}": v for k, v in _mean_metrics(history).items()},
@@ -211,8 +215,9 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
       record.update({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"})
       value = val[config.checkpoint_metric]
       ckpt_metrics = {metric_name: value if value is not None else val["accuracy"]}
-    with open(metrics_path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    if is_writer():
+      with open(metrics_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
     ckpts.save(epoch, state, {"epoch": epoch, "train_seconds": train_seconds,
                               "timed_images": timed_images, "timed_seconds": timed_seconds},
                ckpt_metrics)
@@ -259,6 +264,8 @@ def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
       "model_size": config.model_size, "device": jax.devices()[0].device_kind,
       **(extra or {}),
   }
+  if not is_writer():
+    return results
   _write_json(os.path.join(workdir, "results.json"), results)
   with open(os.path.join(workdir, "predictions.csv"), "w") as f:
     f.write("name,label,prob_positive\n")
@@ -274,9 +281,10 @@ def _fmt(x, digits=4):
 
 
 def _write_json(path: str, obj) -> None:
+  """temp + rename: a crash never leaves a half-written file."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
+    json.dump(obj, f, indent=2, sort_keys=False)
   os.replace(tmp, path)
 
 

@@ -1,0 +1,111 @@
+"""Two ways to run a training epoch, yielding the same chunks of per-step metrics.
+
+- `HostEpochs`: numpy batches from the host, one jitted step per batch (any dataset size).
+- `DeviceEpochs`: the training split lives on the accelerator (the paper's LUNA16 set is 17 MB
+  as uint8) and each chunk of steps is one jitted `lax.scan` that gathers its batches on device,
+  so the paper's batch-20 setting is not bound by Python dispatch.
+
+Both take the batch order from `epoch_indices`, and the step's randomness from
+`fold_in(rng, state.step)`, so for the same seed they train the same model.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from medjax.data import Split
+
+
+def epoch_indices(n: int, batch_size: int, *, seed: int, epoch: int) -> np.ndarray:
+  """[steps, batch_size] example indices of one epoch; depends only on (seed, epoch).
+
+  The remainder (n % batch_size examples of this epoch's permutation) is dropped.
+  """
+  steps = n // batch_size
+  order = np.random.default_rng([seed, epoch]).permutation(n)
+  return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+class HostEpochs:
+  """One jitted `step(state, batch, rng)` per numpy batch, metrics fetched every `chunk` steps."""
+
+  def __init__(self, step_fn, split: Split, batch_size: int, *, seed: int, chunk: int,
+               place_batch=lambda batch: batch):
+    self.step_fn, self.split, self.batch_size = step_fn, split, batch_size
+    self.seed, self.chunk, self.place_batch = seed, chunk, place_batch
+    self.steps_per_epoch = len(split) // batch_size
+
+  def run(self, state, epoch: int, rng) -> Iterator[tuple[object, list[dict]]]:
+    pending = []
+    for idx in epoch_indices(len(self.split), self.batch_size, seed=self.seed, epoch=epoch):
+      batch = {"image": self.split.images[idx], "label": self.split.labels[idx]}
+      state, metrics = self.step_fn(state, self.place_batch(batch), rng)
+      pending.append(metrics)
+      if len(pending) == self.chunk:
+        yield state, jax.device_get(pending)
+        pending = []
+    if pending:
+      yield state, jax.device_get(pending)
+
+
+def _scan_chunk(state, images, labels, idx, valid, rng, *, step, batch_sharding=None):
+  """Runs the steps of `idx` [chunk, batch] whose `valid` flag is set; padding steps are no-ops."""
+
+  def gather(i):
+    batch = {"image": images[i], "label": labels[i]}
+    if batch_sharding is not None:  # split each gathered batch over the data axis
+      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+    return batch
+
+  metrics_shape = jax.eval_shape(lambda s: step(s, gather(idx[0]), rng)[1], state)
+
+  def body(state, xs):
+    i, ok = xs
+
+    def run(state):
+      return step(state, gather(i), rng)
+
+    def skip(state):
+      return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape)
+
+    return jax.lax.cond(ok, run, skip, state)
+
+  return jax.lax.scan(body, state, (idx, valid))
+
+
+class DeviceEpochs:
+  """The split on device; each chunk of about `chunk` steps is one jitted scan.
+
+  Chunks are equal-sized (the last padded with skipped steps), so there is one compilation.
+  `data_sharding`: sharding of the resident arrays (replicated on a mesh); `batch_sharding`:
+  of each gathered batch (sharded over the mesh's data axis).
+  """
+
+  def __init__(self, step, split: Split, batch_size: int, *, seed: int, chunk: int,
+               data_sharding=None, batch_sharding=None):
+    self.split_len, self.batch_size, self.seed = len(split), batch_size, seed
+    self.steps_per_epoch = len(split) // batch_size
+    self.n_chunks = math.ceil(self.steps_per_epoch / max(1, min(chunk, self.steps_per_epoch)))
+    self.chunk = math.ceil(self.steps_per_epoch / self.n_chunks)
+    self.images = jax.device_put(split.images, data_sharding)
+    self.labels = jax.device_put(split.labels, data_sharding)
+    self.scan = jax.jit(functools.partial(_scan_chunk, step=step, batch_sharding=batch_sharding),
+                        donate_argnums=0)
+
+  def run(self, state, epoch: int, rng) -> Iterator[tuple[object, list[dict]]]:
+    idx = epoch_indices(self.split_len, self.batch_size, seed=self.seed, epoch=epoch)
+    padded = self.n_chunks * self.chunk
+    valid = np.arange(padded) < len(idx)
+    idx = np.concatenate([idx, np.zeros((padded - len(idx), self.batch_size), np.int32)])
+    idx = idx.reshape(self.n_chunks, self.chunk, self.batch_size)
+    valid = valid.reshape(self.n_chunks, self.chunk)
+    for c in range(self.n_chunks):
+      state, stacked = self.scan(state, self.images, self.labels, idx[c], valid[c], rng)
+      stacked = jax.device_get(stacked)
+      yield state, [{k: v[j] for k, v in stacked.items()} for j in np.flatnonzero(valid[c])]
