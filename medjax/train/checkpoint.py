@@ -20,6 +20,7 @@ class Checkpoints:
     policy = ocp.checkpoint_managers
     options = ocp.CheckpointManagerOptions(
         create=True,
+        cleanup_tmp_directories=True,  # a save cut short by a kill is discarded on restart
         best_fn=lambda m: m[metric],
         best_mode="max",
         preservation_policy=policy.AnyPreservationPolicy([

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Any
@@ -85,6 +86,41 @@ def check_workdir_config(workdir: str, config_dict: dict, overwrite: bool = Fals
     return
   if is_writer():
     _write_json(path, config_dict)
+
+
+OUTPUTS = ("checkpoints", "metrics.jsonl", "results.json", "predictions.csv",
+           "confusion_matrix.png")
+
+
+def remove_outputs(workdir: str) -> None:
+  """Deletes a previous run's training outputs (for --overwrite)."""
+  for name in OUTPUTS:
+    path = os.path.join(workdir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path)
+    elif os.path.exists(path):
+      os.remove(path)
+
+
+def truncate_metrics(path: str, last_epoch: int) -> None:
+  """Keeps the metrics lines of epochs <= last_epoch: a run killed after logging an epoch but
+  before its checkpoint was committed re-runs that epoch without a duplicate line."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip()]
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["epoch"] <= last_epoch:
+        kept.append(line)
+    except (ValueError, KeyError):  # a line cut short by a kill
+      break
+  if len(kept) != len(lines):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(kept)
+    os.replace(tmp, path)
 
 
 def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
@@ -158,22 +194,24 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
   eval_fn = jax.jit(functools.partial(supervised.eval_step, model=model))
 
   metric_name = f"val_{config.checkpoint_metric}"
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  if overwrite and is_writer():
+    remove_outputs(workdir)
   ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), metric=metric_name)
   start_epoch, train_seconds, timed_images, timed_seconds = 0, 0.0, 0, 0.0
-  if ckpts.latest_epoch is not None and not overwrite:
+  if ckpts.latest_epoch is not None:
     state, meta = ckpts.restore(ckpts.latest_epoch, state)
     start_epoch = meta["epoch"]
     train_seconds = meta.get("train_seconds", 0.0)
     timed_images, timed_seconds = meta.get("timed_images", 0), meta.get("timed_seconds", 0.0)
     log.info("resuming from %s (epoch %d of %d)", ckpts.path(start_epoch), start_epoch,
              config.num_epochs)
-  elif overwrite and os.path.exists(os.path.join(workdir, "metrics.jsonl")):
-    os.remove(os.path.join(workdir, "metrics.jsonl"))
+  if is_writer():
+    truncate_metrics(metrics_path, start_epoch)
 
   steps_per_epoch = epochs.steps_per_epoch
   if steps_per_epoch == 0:
     raise ValueError(f"batch_size {config.batch_size} > {len(dataset.train)} training examples")
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
   warm = False
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     t0 = time.perf_counter()
