@@ -55,3 +55,30 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert [json.loads(l)[key] for l in (workdir / "metrics.jsonl").read_text().splitlines()] \
         == [json.loads(l)[key] for l in
             (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_non_finite_loss_stops_naming_step_epoch_and_last_checkpoint(tmp_path, monkeypatch):
+  import jax.numpy as jnp
+  import pytest
+  from experiments import _runner, luna_cnn
+  from medjax.train import supervised
+  from medjax.train.loop import NonFiniteLossError
+
+  real_step = supervised.train_step
+
+  def diverging_step(state, batch, rng, **kwargs):
+    new_state, metrics = real_step(state, batch, rng, **kwargs)
+    metrics["loss"] = jnp.where(state.step >= 14, jnp.nan, metrics["loss"])  # 15th step
+    return new_state, metrics
+
+  monkeypatch.setattr(supervised, "train_step", diverging_step)
+  config = luna_cnn.get_config()
+  config.smoke = True
+  config.num_epochs = 3  # 10-12 steps per epoch
+  with pytest.raises(NonFiniteLossError) as err:
+    _runner.run(config, str(tmp_path / "run"))
+  message = str(err.value)
+  assert "of epoch 2 (global step 15)" in message
+  assert message.endswith(os.path.join("checkpoints", "1"))
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["1"]
+  assert not (tmp_path / "run" / "results.json").exists()
