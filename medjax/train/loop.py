@@ -213,59 +213,60 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
   if steps_per_epoch == 0:
     raise ValueError(f"batch_size {config.batch_size} > {len(dataset.train)} training examples")
   warm = False
-  for epoch in range(start_epoch + 1, config.num_epochs + 1):
-    t0 = time.perf_counter()
-    history = []
-    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
-               leave=False, dynamic_ncols=True, file=sys.stderr,
-               disable=not sys.stderr.isatty())  # the per-epoch log line suffices in logs
-    t_chunk = time.perf_counter()
-    for state, chunk in epochs.run(state, epoch, train_rng):
-      now = time.perf_counter()
-      if warm:  # the first chunk of a process includes compilation: not steady state
-        timed_seconds += now - t_chunk
-        timed_images += len(chunk) * config.batch_size
-      warm, t_chunk = True, now
-      for j, m in enumerate(chunk):
-        if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
-          last = ckpts.latest_epoch
-          raise NonFiniteLossError(
-              f"non-finite loss or gradient (loss={m['loss']}, grad_norm={m['grad_norm']}) "
-              f"at step {len(history) + j + 1} of epoch {epoch} (global step "
-              f"{(epoch - 1) * steps_per_epoch + len(history) + j + 1}); last good checkpoint: "
-              f"{ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}")
-      history.extend(chunk)
-      bar.update(len(chunk))
-      bar.set_postfix(loss=f"{np.mean([m['loss'] for m in history]):.4f}",
-                      acc=f"{np.mean([m['accuracy'] for m in history]):.3f}", refresh=False)
-    bar.close()
-    t_train = time.perf_counter() - t0
-    train_seconds += t_train
+  try:
+    for epoch in range(start_epoch + 1, config.num_epochs + 1):
+      t0 = time.perf_counter()
+      history = []
+      bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
+                 leave=False, dynamic_ncols=True, file=sys.stderr,
+                 disable=not sys.stderr.isatty())  # the per-epoch log line suffices in logs
+      t_chunk = time.perf_counter()
+      for state, chunk in epochs.run(state, epoch, train_rng):
+        now = time.perf_counter()
+        if warm:  # the first chunk of a process includes compilation: not steady state
+          timed_seconds += now - t_chunk
+          timed_images += len(chunk) * config.batch_size
+        warm, t_chunk = True, now
+        for j, m in enumerate(chunk):
+          if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
+            last = ckpts.latest_epoch
+            raise NonFiniteLossError(
+                f"non-finite loss or gradient (loss={m['loss']}, grad_norm={m['grad_norm']}) "
+                f"at step {len(history) + j + 1} of epoch {epoch} (global step "
+                f"{(epoch - 1) * steps_per_epoch + len(history) + j + 1}); last good checkpoint: "
+                f"{ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}")
+        history.extend(chunk)
+        bar.update(len(chunk))
+        bar.set_postfix(loss=f"{np.mean([m['loss'] for m in history]):.4f}",
+                        acc=f"{np.mean([m['accuracy'] for m in history]):.3f}", refresh=False)
+      bar.close()
+      t_train = time.perf_counter() - t0
+      train_seconds += t_train
 
-    record = {"epoch": epoch, "step": int(state.step),
-              **{f"train_{k}": v for k, v in _mean_metrics(history).items()},
-              "epoch_seconds": t_train,
-              "train_images_per_second": steps_per_epoch * config.batch_size / t_train}
-    ckpt_metrics = None
-    if dataset.val is not None:
-      probs = predict(eval_fn, state, dataset.val, config.eval_batch_size)
-      val = metrics_lib.classification_metrics(dataset.val.labels, probs, seed=config.seed)
-      record.update({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"})
-      value = val[config.checkpoint_metric]
-      ckpt_metrics = {metric_name: value if value is not None else val["accuracy"]}
-    if is_writer():
-      with open(metrics_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    ckpts.save(epoch, state, {"epoch": epoch, "train_seconds": train_seconds,
-                              "timed_images": timed_images, "timed_seconds": timed_seconds},
-               ckpt_metrics)
-    val_text = (f", val acc {record['val_accuracy']:.4f} auc "
-                f"{_fmt(record.get('val_auc'))}" if dataset.val is not None else "")
-    log.info("epoch %d/%d: loss %.4f, train acc %.4f%s (%.1fs, %.0f img/s)", epoch,
-             config.num_epochs, record["train_loss"], record["train_accuracy"], val_text,
-             t_train, record["train_images_per_second"])
-
-  ckpts.manager.wait_until_finished()
+      record = {"epoch": epoch, "step": int(state.step),
+                **{f"train_{k}": v for k, v in _mean_metrics(history).items()},
+                "epoch_seconds": t_train,
+                "train_images_per_second": steps_per_epoch * config.batch_size / t_train}
+      ckpt_metrics = None
+      if dataset.val is not None:
+        probs = predict(eval_fn, state, dataset.val, config.eval_batch_size)
+        val = metrics_lib.classification_metrics(dataset.val.labels, probs, seed=config.seed)
+        record.update({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"})
+        value = val[config.checkpoint_metric]
+        ckpt_metrics = {metric_name: value if value is not None else val["accuracy"]}
+      if is_writer():
+        with open(metrics_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
+      ckpts.save(epoch, state, {"epoch": epoch, "train_seconds": train_seconds,
+                                "timed_images": timed_images, "timed_seconds": timed_seconds},
+                 ckpt_metrics)
+      val_text = (f", val acc {record['val_accuracy']:.4f} auc "
+                  f"{_fmt(record.get('val_auc'))}" if dataset.val is not None else "")
+      log.info("epoch %d/%d: loss %.4f, train acc %.4f%s (%.1fs, %.0f img/s)", epoch,
+               config.num_epochs, record["train_loss"], record["train_accuracy"], val_text,
+               t_train, record["train_images_per_second"])
+  finally:  # an error or Ctrl-C never abandons a checkpoint half-written
+    ckpts.manager.wait_until_finished()
   use_best = config.eval_checkpoint == "best" and dataset.val is not None
   chosen = ckpts.best_epoch if use_best and ckpts.best_epoch is not None else ckpts.latest_epoch
   if chosen is None:
