@@ -35,6 +35,14 @@ def trainer_for(model: str):
   return getattr(importlib.import_module(module), function)
 
 
+def setup_logging() -> None:
+  """INFO lines with a time stamp on stdout; the libraries' chatter only from WARNING up."""
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                      datefmt="%H:%M:%S", stream=sys.stdout, force=True)
+  for noisy in ("absl", "jax._src", "orbax", "orbax.checkpoint"):
+    logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def default_workdir(config) -> str:
   suffix = "" if config.data.dir else "-synthetic"
   return os.path.join("runs", f"{config.experiment}{suffix}")
@@ -91,10 +99,7 @@ def main(get_config) -> None:
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stdout, force=True)
-    for noisy in ("absl", "jax._src", "orbax", "orbax.checkpoint"):
-      logging.getLogger(noisy).setLevel(logging.WARNING)
+    setup_logging()
     FLAGS = flags.FLAGS
     if FLAGS.distributed:
       initialize_distributed()

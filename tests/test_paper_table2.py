@@ -1,0 +1,30 @@
+import os
+
+import pytest
+
+from experiments import paper_table2
+
+
+def test_cells_follow_the_paper_grid():
+  assert len(paper_table2.CELLS) == 18
+  assert "hip256_crop_dbn" not in paper_table2.CELLS  # no DBN at 256, as in the paper
+  assert paper_table2.select_cells("luna_*") == ["luna_cnn", "luna_resnet", "luna_dbn",
+                                                 "luna_sgan"]
+  with pytest.raises(ValueError, match="matches none"):
+    paper_table2.select_cells("mnist_*")
+
+
+def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, caplog):
+  workdir = str(tmp_path / "grid")
+  args = ["--smoke", "--cells=luna_cnn", "--seeds=0,1", f"--workdir={workdir}"]
+  rows = paper_table2.main(args)
+  assert [r["cell"] for r in rows] == ["luna_cnn"] and rows[0]["seeds"] == 2
+  assert rows[0]["data"] == "synthetic" and rows[0]["paper_accuracy"] == pytest.approx(0.925)
+  for name in ("table2.md", "table2.csv", "confusion_matrices.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0
+  table = open(os.path.join(workdir, "table2.md")).read()
+  assert "| luna | synthetic |" in table and "(paper 92.5)" in table
+  stamp = os.path.getmtime(os.path.join(workdir, "luna_cnn", "seed1", "results.json"))
+  again = paper_table2.main(args)
+  assert os.path.getmtime(os.path.join(workdir, "luna_cnn", "seed1", "results.json")) == stamp
+  assert again == rows
