@@ -83,18 +83,17 @@ class DeviceEpochs:
   """The split on device; each chunk of about `chunk` steps is one jitted scan.
 
   Chunks are equal-sized (the last padded with skipped steps), so there is one compilation.
-  `data_sharding`: sharding of the resident arrays (replicated on a mesh); `batch_sharding`:
-  of each gathered batch (sharded over the mesh's data axis).
+  `put_data` places the resident arrays (e.g. replicated on a mesh); `batch_sharding` is the
+  sharding of each gathered batch (split over the mesh's data axis).
   """
 
   def __init__(self, step, split: Split, batch_size: int, *, seed: int, chunk: int,
-               data_sharding=None, batch_sharding=None):
+               put_data=jax.device_put, batch_sharding=None):
     self.split_len, self.batch_size, self.seed = len(split), batch_size, seed
     self.steps_per_epoch = len(split) // batch_size
     self.n_chunks = math.ceil(self.steps_per_epoch / max(1, min(chunk, self.steps_per_epoch)))
     self.chunk = math.ceil(self.steps_per_epoch / self.n_chunks)
-    self.images = jax.device_put(split.images, data_sharding)
-    self.labels = jax.device_put(split.labels, data_sharding)
+    self.images, self.labels = put_data((split.images, split.labels))
     self.scan = jax.jit(functools.partial(_scan_chunk, step=step, batch_sharding=batch_sharding),
                         donate_argnums=0)
 

@@ -185,7 +185,8 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
   train_rng = parallel.put_replicated(train_rng, mesh)
   if config.device_resident:
     epochs = DeviceEpochs(step, dataset.train, config.batch_size, seed=config.seed,
-                          chunk=config.log_every, data_sharding=parallel.replicated(mesh),
+                          chunk=config.log_every,
+                          put_data=functools.partial(parallel.put_replicated, mesh=mesh),
                           batch_sharding=parallel.batch_sharded(mesh))
   else:
     epochs = HostEpochs(jax.jit(step, donate_argnums=0), dataset.train, config.batch_size,
