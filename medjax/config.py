@@ -42,8 +42,21 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data.image_size = 50
   c.data.include_rotated = False    # add the patch set's unlisted rotated positives to train
   c.data.val_fraction = 0.1         # of train, held out for model selection when no test split
-  c.data.synthetic_train = 1500
+  c.data.synthetic_train = 1500     # caps on the embedded synthetic splits
   c.data.synthetic_test = 500
+  # Raw LUNA16 layout (subset*/ + candidates*.csv) and the embedded synthetic CT volumes:
+  c.data.split = "scan"             # "scan": fold k tests on subset k; "random": paper's, LEAKY
+  c.data.fold = 0
+  c.data.test_fraction = 0.2        # "random" split only
+  c.data.candidates = "v1"          # candidates.csv ("v1") or candidates_V2.csv ("v2")
+  c.data.neg_ratio = 5.0            # negatives kept per positive in train (paper: 5; 0 = all)
+  c.data.test_neg_ratio = 5.0       # same for val/test (0 = all candidates, for FROC)
+  c.data.augment_positives = 0      # extra rotated/shifted copies per train positive
+  c.data.augment_shift = 3          # max shift (voxels) of those copies
+  c.data.hu_window = (-1000.0, 400.0)
+  c.data.slices = 1                 # neighbouring axial slices as channels (odd)
+  c.data.workers = 0                # volume-reading processes (0: one per core, up to 8)
+  c.data.cache = True               # keep prepared patches as .npz in the medjax cache dir
   c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
   c.data.max_test = config_dict.placeholder(int)
 
@@ -77,6 +90,16 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"eval_checkpoint must be 'best' or 'last', got {c.eval_checkpoint!r}")
   _check(c.data.image_size >= 32, f"data.image_size must be >= 32, got {c.data.image_size}")
   _check(0 <= c.data.val_fraction < 1, f"data.val_fraction must be in [0, 1), got {c.data.val_fraction}")
+  _check(c.data.split in ("scan", "random"), f"data.split must be 'scan' or 'random', got {c.data.split!r}")
+  _check(0 <= c.data.fold <= 9, f"data.fold must be in 0..9, got {c.data.fold}")
+  _check(0 < c.data.test_fraction < 1, f"data.test_fraction must be in (0, 1), got {c.data.test_fraction}")
+  _check(c.data.candidates in ("v1", "v2"), f"data.candidates must be 'v1' or 'v2', got {c.data.candidates!r}")
+  _check(c.data.neg_ratio >= 0 and c.data.test_neg_ratio >= 0, "data.neg_ratio and data.test_neg_ratio must be >= 0")
+  _check(c.data.augment_positives >= 0 and c.data.augment_shift >= 0,
+         "data.augment_positives and data.augment_shift must be >= 0")
+  _check(len(c.data.hu_window) == 2 and c.data.hu_window[0] < c.data.hu_window[1],
+         f"data.hu_window must be (lo, hi) with lo < hi, got {c.data.hu_window}")
+  _check(c.data.slices >= 1 and c.data.slices % 2 == 1, f"data.slices must be odd and >= 1, got {c.data.slices}")
   if c.smoke:
     c.model_size = "tiny"
     c.data.synthetic_train = min(c.data.synthetic_train, 240)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 
@@ -27,22 +28,45 @@ def _subset(split: Split, n: int | None, seed: int) -> Split:
   return split.take(np.sort(np.concatenate(take)))
 
 
-def load_luna(data_config, seed: int) -> Dataset:
-  """The LUNA16 patch set from `data_config.dir`, or the embedded synthetic one when unset.
+def _split_label(data_config) -> str:
+  if data_config.split == "random":
+    return "random split by candidate: LEAKY"
+  return f"split by scan, fold {data_config.fold} tests on subset{data_config.fold}"
 
-  Test split: `test/` if present, else `val/` (logged). Validation (model selection): `val/`
-  when a separate test split exists, else a stratified `val_fraction` of train.
+
+def load_luna(data_config, seed: int) -> Dataset:
+  """LUNA16 patches from `data_config.dir`, or the embedded synthetic CT volumes when unset.
+
+  `data.dir` may be the paper's patch folder (`traindatalabels.txt`), a raw LUNA16 layout
+  (`candidates*.csv` + `subset*/`: cut by `medjax.data.luna16`), or an .npz of prepared
+  patches (`python -m medjax.data.luna16`). Unset: synthetic .mhd/.raw volumes go through the
+  raw pipeline (both cached). Test split: `test/` if present, else `val/` (logged). Validation
+  (model selection): the source's val split when it has both, else a stratified `val_fraction`
+  of train.
   """
-  from medjax.data import luna16_patches, synthetic
-  if data_config.dir:
+  from medjax.data import luna16, luna16_patches
+  root = data_config.dir
+  is_synthetic = not root
+  if root and os.path.isfile(root) and root.endswith(".npz"):
+    splits, source = luna16.load_splits(root), root
+  elif root and os.path.isfile(luna16_patches.label_file(root, "train")):
     splits = luna16_patches.load_patch_folder(
-        data_config.dir, image_size=data_config.image_size,
-        include_rotated=data_config.include_rotated)
-    source, is_synthetic = data_config.dir, False
+        root, image_size=data_config.image_size, include_rotated=data_config.include_rotated)
+    source = root
+  elif root and os.path.isdir(root) and luna16.is_raw_layout(root):
+    splits = luna16.prepare(root, luna16.Options.from_config(data_config, seed),
+                            workers=data_config.workers, cache=data_config.cache)
+    source = f"{root} (raw CT, {_split_label(data_config)})"
+  elif root:  # not a known layout: let the patch loader say what it expected
+    splits, source = luna16_patches.load_patch_folder(root, image_size=data_config.image_size), root
   else:
-    splits = synthetic.luna_patches(data_config.synthetic_train, data_config.synthetic_test,
-                                    size=data_config.image_size)
-    source, is_synthetic = "embedded synthetic LUNA16-like patches", True
+    from medjax.data import synthetic_ct
+    raw = synthetic_ct.luna16_root()
+    splits = luna16.prepare(raw, luna16.Options.from_config(data_config, seed),
+                            workers=data_config.workers or 1, cache=data_config.cache)
+    splits["train"] = _subset(splits["train"], data_config.synthetic_train, seed)
+    splits["test"] = _subset(splits["test"], data_config.synthetic_test, seed)
+    source = f"embedded synthetic LUNA16 CT volumes ({_split_label(data_config)})"
   train = splits["train"]
   if "test" in splits:
     test, val = splits["test"], splits.get("val")

@@ -19,11 +19,13 @@ class Split:
   """A labelled split held in host memory.
 
   images: uint8 [N, H, W, C] (0..255) or float32 in [0, 1]; labels: int32 [N] in {0, 1};
-  names: one identifier per example (file name or generator index), for tracing predictions.
+  names: one identifier per example (file name or generator index), for tracing predictions;
+  meta: optional per-example arrays (e.g. "seriesuid", "world" [N, 3] mm) indexed with the split.
   """
   images: np.ndarray
   labels: np.ndarray
   names: np.ndarray
+  meta: dict[str, np.ndarray] | None = None
 
   def __post_init__(self):
     if self.images.ndim != 4:
@@ -31,6 +33,9 @@ class Split:
     n = len(self.images)
     if self.labels.shape != (n,) or len(self.names) != n:
       raise DataError(f"{n} images but labels {self.labels.shape} and {len(self.names)} names")
+    for key, value in (self.meta or {}).items():
+      if len(value) != n:
+        raise DataError(f"meta[{key!r}] has {len(value)} entries for {n} images")
 
   def __len__(self) -> int:
     return len(self.labels)
@@ -40,7 +45,8 @@ class Split:
     return int(np.sum(self.labels == 0)), int(np.sum(self.labels == 1))
 
   def take(self, index) -> "Split":
-    return Split(self.images[index], self.labels[index], self.names[index])
+    meta = None if self.meta is None else {k: v[index] for k, v in self.meta.items()}
+    return Split(self.images[index], self.labels[index], self.names[index], meta)
 
 
 @dataclasses.dataclass(frozen=True)
