@@ -313,6 +313,13 @@ def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
       f.write(f"{name},{label},{p:.6f}\n")
   save_confusion_matrix(test["confusion_matrix"], os.path.join(workdir, "confusion_matrix.png"),
                         f"{config.experiment} (test, epoch {checkpoint['epoch']})")
+  meta = dataset.test.meta or {}
+  if "seriesuid" in meta and "world" in meta:  # patches cut from CT volumes: LUNA16 scoring
+    from medjax.eval import froc
+    froc.write_submission(os.path.join(workdir, "submission_luna16.csv"), meta["seriesuid"],
+                          meta["world"], probs)
+    with open(os.path.join(workdir, "submission_seriesuids.csv"), "w") as f:
+      f.write("seriesuid\n" + "".join(f"{u}\n" for u in sorted(set(meta["seriesuid"]))))
   return results
 
 
