@@ -5,7 +5,7 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-DATASETS = ("luna",)
+DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 MODELS = ("cnn", "resnet", "dbn", "sgan")
 PAPER_EPOCHS = 100
 
@@ -39,7 +39,8 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.dir = config_dict.placeholder(str)  # unset: the embedded synthetic data
-  c.data.image_size = 50
+  # LUNA16 patches are 50x50; a hip variant's size and cropping come from its name.
+  c.data.image_size = 50 if dataset == "luna" else int(dataset[len("hip"):].split("_")[0])
   c.data.include_rotated = False    # add the patch set's unlisted rotated positives to train
   c.data.val_fraction = 0.1         # of train, held out for model selection when no test split
   c.data.synthetic_train = 1500     # caps on the embedded synthetic splits
@@ -47,7 +48,7 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   # Raw LUNA16 layout (subset*/ + candidates*.csv) and the embedded synthetic CT volumes:
   c.data.split = "scan"             # "scan": fold k tests on subset k; "random": paper's, LEAKY
   c.data.fold = 0
-  c.data.test_fraction = 0.2        # "random" split only
+  c.data.test_fraction = 0.2        # LUNA16 "random" split, and the hip X-ray test share
   c.data.candidates = "v1"          # candidates.csv ("v1") or candidates_V2.csv ("v2")
   c.data.neg_ratio = 5.0            # negatives kept per positive in train (paper: 5; 0 = all)
   c.data.test_neg_ratio = 5.0       # same for val/test (0 = all candidates, for FROC)
@@ -57,6 +58,9 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data.slices = 1                 # neighbouring axial slices as channels (odd)
   c.data.workers = 0                # volume-reading processes (0: one per core, up to 8)
   c.data.cache = True               # keep prepared patches as .npz in the medjax cache dir
+  # Hip X-ray folders (labels.csv or positive/ + negative/) and the embedded synthetic ones:
+  c.data.synthetic_n = 300          # synthetic radiographs (balanced)
+  c.data.pad = "border"             # pad to square keeping the aspect: "border" mean, "zero"
   c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
   c.data.max_test = config_dict.placeholder(int)
 

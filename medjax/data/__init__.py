@@ -12,7 +12,7 @@ from medjax.data.base import (DataError, Dataset, Split, check_both_classes,
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("luna",)
+DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 
 
 def _subset(split: Split, n: int | None, seed: int) -> Split:
@@ -85,8 +85,13 @@ def load_luna(data_config, seed: int) -> Dataset:
 
 
 def load_dataset(name: str, data_config, seed: int) -> Dataset:
+  """`luna`, or a hip X-ray variant `hip<size>_<crop|full>` (size and cropping from the name)."""
   if name == "luna":
     return load_luna(data_config, seed)
+  if name in DATASETS:
+    from medjax.data import hip_xray
+    size, variant = name[len("hip"):].split("_")
+    return hip_xray.load_hip(data_config, seed, crop=variant == "crop", size=int(size))
   raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
