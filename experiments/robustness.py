@@ -1,0 +1,155 @@
+"""Robustness of trained models to image noise and to lower spatial resolution.
+
+    python -m experiments.robustness --workdirs='runs/table2/*/seed0' [--out=runs/robustness]
+    python -m experiments.robustness --workdirs=runs/luna_cnn-synthetic,runs/luna_resnet-synthetic
+
+For each finished run (a workdir with config.json, results.json and checkpoints) the test split
+is rebuilt from the run's own config, the checkpoint that results.json names is restored, and
+the model is evaluated on test images with added Gaussian noise (sigma in NOISE, on the [0, 1]
+scale, clipped) and at lower effective resolution (downsampled by each FACTOR with antialiasing,
+then upsampled back, bilinear). Writes robustness.json, robustness.csv and robustness.png
+(accuracy and AUC against noise and against resolution, one line per model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import glob
+import json
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+NOISE = (0.0, 0.02, 0.05, 0.1, 0.2)
+FACTORS = (1.0, 0.75, 0.5, 0.25)
+
+log = logging.getLogger("medjax")
+
+
+def add_noise(images: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+  """float32 [0, 1] images plus N(0, sigma^2) noise, clipped to [0, 1]."""
+  x = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+  if sigma == 0:
+    return x
+  noise = np.random.default_rng(seed).normal(0, sigma, x.shape).astype(np.float32)
+  return np.clip(x + noise, 0.0, 1.0)
+
+
+def lower_resolution(images: np.ndarray, factor: float) -> np.ndarray:
+  """Down- then up-sampling: the same size, the detail of a `factor` times smaller image."""
+  x = images.astype(np.float32) / (255.0 if images.dtype == np.uint8 else 1.0)
+  if factor == 1.0:
+    return x
+  n, h, w, c = x.shape
+  small = (n, max(1, round(h * factor)), max(1, round(w * factor)), c)
+  down = jax.image.resize(jnp.asarray(x), small, "linear", antialias=True)
+  return np.asarray(jax.image.resize(down, x.shape, "linear", antialias=False))
+
+
+def supervised_predictor(config, workdir: str, results: dict, image_shape):
+  """P(positive) of the run's chosen checkpoint, for models trained by the supervised loop."""
+  import optax
+  from medjax.models import create_model
+  from medjax.train import supervised
+  from medjax.train.checkpoint import Checkpoints
+  from medjax.train.loop import predict
+  from medjax.train.state import create_train_state
+  model = create_model(config.model, size=config.model_size, num_classes=2, dtype=config.dtype)
+  like = create_train_state(model, optax.adam(config.learning_rate), jax.random.key(0),
+                            image_shape)
+  ckpts = Checkpoints(os.path.join(workdir, "checkpoints"))
+  state, _ = ckpts.restore(results["checkpoint"]["epoch"], like)
+  ckpts.close()
+  eval_fn = jax.jit(functools.partial(supervised.eval_step, model=model))
+  return lambda split: predict(eval_fn, state, split, config.eval_batch_size)
+
+
+def predictor_for(config, workdir, results, image_shape):
+  if config.model == "sgan":
+    from medjax.train import sgan
+    return sgan.load_predictor(config, workdir, results, image_shape)
+  return supervised_predictor(config, workdir, results, image_shape)
+
+
+def evaluate_run(workdir: str, noise=NOISE, factors=FACTORS) -> list[dict]:
+  from medjax.data import Split, load_dataset
+  from medjax.eval.metrics import classification_metrics
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  dataset = load_dataset(config.dataset, config.data, config.seed)
+  test = dataset.test
+  predict_fn = predictor_for(config, workdir, results, dataset.image_shape)
+  rows = []
+  for kind, values, transform in (("noise", noise, add_noise),
+                                  ("resolution", factors, lower_resolution)):
+    for v in values:
+      perturbed = Split(transform(test.images, v), test.labels, test.names)
+      m = classification_metrics(test.labels, predict_fn(perturbed), seed=config.seed)
+      rows.append({"run": config.experiment, "workdir": workdir, "perturbation": kind,
+                   "value": v, "accuracy": m["accuracy"], "auc": m["auc"],
+                   "synthetic": results["synthetic"]})
+      log.info("%s %s=%g: accuracy %.4f, AUC %s", config.experiment, kind, v, m["accuracy"],
+               "n/a" if m["auc"] is None else f"{m['auc']:.4f}")
+  return rows
+
+
+def plot(rows: list[dict], path: str) -> None:
+  from medjax.eval.plots import plt
+  fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=110)
+  runs = sorted({(r["run"], r["workdir"]) for r in rows})
+  for j, kind in enumerate(("noise", "resolution")):
+    for i, metric in enumerate(("accuracy", "auc")):
+      ax = axes[i][j]
+      for run, wd in runs:
+        pts = [(r["value"], r[metric]) for r in rows if r["workdir"] == wd and
+               r["perturbation"] == kind and r[metric] is not None]
+        if pts:
+          ax.plot(*zip(*pts), "o-", label=run if len({x[0] for x in runs}) == len(runs)
+                  else f"{run} ({os.path.basename(wd)})")
+      ax.set_xlabel("Gaussian noise sigma" if kind == "noise" else "resolution factor")
+      ax.set_ylabel(metric)
+      if kind == "resolution":
+        ax.invert_xaxis()
+      ax.grid(alpha=0.3)
+  axes[0][0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path)
+  plt.close(fig)
+
+
+def main(argv=None) -> list[dict]:
+  p = argparse.ArgumentParser(description="Accuracy/AUC of trained models under noise and "
+                              "lower resolution.")
+  p.add_argument("--workdirs", required=True,
+                 help="comma-separated run directories or glob patterns")
+  p.add_argument("--out", default=os.path.join("runs", "robustness"))
+  args = p.parse_args(argv)
+  from experiments._runner import setup_logging
+  setup_logging()
+  workdirs = sorted({d for pattern in args.workdirs.split(",") for d in glob.glob(pattern)
+                     if os.path.exists(os.path.join(d, "results.json"))})
+  if not workdirs:
+    raise SystemExit(f"no finished runs (with results.json) match {args.workdirs!r}")
+  rows = [r for wd in workdirs for r in evaluate_run(wd)]
+  os.makedirs(args.out, exist_ok=True)
+  with open(os.path.join(args.out, "robustness.json"), "w") as f:
+    json.dump(rows, f, indent=2)
+  with open(os.path.join(args.out, "robustness.csv"), "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=list(rows[0]))
+    w.writeheader()
+    w.writerows(rows)
+  plot(rows, os.path.join(args.out, "robustness.png"))
+  print(f"written: {args.out}/robustness.json, robustness.csv, robustness.png")
+  return rows
+
+
+if __name__ == "__main__":
+  main()
