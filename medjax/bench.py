@@ -33,7 +33,6 @@ import optax
 from medjax.flops import count_flops
 from medjax.models import create_model
 from medjax.train import ensemble, supervised
-from medjax.train.epoch import _scan_chunk
 from medjax.train.state import create_train_state
 
 

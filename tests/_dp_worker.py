@@ -5,7 +5,6 @@
 
 import argparse
 import functools
-import os
 import sys
 
 parser = argparse.ArgumentParser()

@@ -37,7 +37,7 @@ from medjax.models import create_model
 from medjax.train import parallel, supervised
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.epoch import DeviceEpochs, HostEpochs
-from medjax.train.state import TrainState, count_params, create_train_state
+from medjax.train.state import count_params, create_train_state
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +154,12 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
 
 
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False,
-                       model=None, initial_params=None) -> dict[str, Any]:
+                       model=None, initial_params=None,
+                       extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
   """Supervised training of `model` (default: `create_model(config.model, ...)`).
 
-  `initial_params` replaces the random initial params (e.g. a pretrained DBN stack).
+  `initial_params` replaces the random initial params (e.g. a pretrained DBN stack);
+  `extra_results` are added to results.json (e.g. the DBN's pretraining summary).
   """
   prepare_workdir(config, workdir, overwrite)
   log.info("data: %s", dataset.summary())
@@ -281,7 +283,8 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
       config, workdir, dataset, probs, train_seconds=train_seconds,
       images_per_second=timed_images / timed_seconds if timed_seconds else None,
       checkpoint={"kind": "best" if use_best else "last", "epoch": int(chosen),
-                  "metric": metric_name if use_best else None})
+                  "metric": metric_name if use_best else None},
+      extra=extra_results)
 
 
 def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
