@@ -1,13 +1,13 @@
 """The paper's DBN on LUNA16 50x50 nodule-candidate patches.
 
-    python -m experiments.luna_dbn                       # embedded synthetic patches
+    python -m experiments.luna_dbn                       # embedded synthetic CT volumes
     python -m experiments.luna_dbn --config.data.dir=../shared/data/luna16_patches
 
 2500 visible units (flattened pixels), RBMs of 1500, 1000, 500 and 200 hidden units pretrained
 greedily by CD-1 (config.dbn), then a softmax layer and fine-tuning of the whole stack (Adam 1e-4,
 batch 20, 100 epochs). Paper (Table 2): 89.4% test accuracy. On the paper's patch set (train ->
 val, majority class 82.7%) medjax reaches 0.907 accuracy, AUC 0.921 (pretraining ~2 min,
-fine-tuning ~38 min on a heavily shared 2-core CPU); on the synthetic patches 0.906, AUC 0.92.
+fine-tuning ~38 min on a heavily shared 2-core CPU); on the synthetic data 0.906, AUC 0.92.
 """
 
 from experiments import _runner

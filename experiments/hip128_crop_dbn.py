@@ -1,0 +1,20 @@
+"""The paper's DBN on hip X-rays, 128x128, cropped to the hip joint and femoral head.
+
+    python -m experiments.hip128_crop_dbn                    # embedded synthetic radiographs
+    python -m experiments.hip128_crop_dbn --config.data.dir=/path/to/hip_xray
+
+16,384 visible units (flattened pixels), RBMs of 1500, 1000, 500 and 200 hidden units pretrained
+greedily by contrastive divergence (config.dbn), then a softmax layer and supervised fine-tuning.
+The paper ran its DBN at 128x128 only (no 256 cells). Paper (Table 2): 76.2% test accuracy.
+"""
+
+from experiments import _runner
+from medjax import config as config_lib
+
+
+def get_config():
+  return config_lib.base_config("hip128_crop", "dbn")
+
+
+if __name__ == "__main__":
+  _runner.main(get_config)
