@@ -27,7 +27,7 @@ import optax  # noqa: E402
 
 from medjax.models import ResNetTiny  # noqa: E402
 from medjax.train import parallel, supervised  # noqa: E402
-from medjax.train.epoch import epoch_indices  # noqa: E402
+from medjax.data import epoch_indices  # noqa: E402
 from medjax.train.state import create_train_state  # noqa: E402
 
 devices = jax.devices()[:args.devices] if args.devices else jax.devices()

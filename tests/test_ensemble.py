@@ -6,7 +6,7 @@ import optax
 
 from medjax.models import CNNTiny
 from medjax.train import ensemble, supervised
-from medjax.train.epoch import epoch_indices
+from medjax.data import epoch_indices
 from medjax.train.state import create_train_state
 
 

@@ -95,18 +95,20 @@ def load_dataset(name: str, data_config, seed: int) -> Dataset:
   raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 
-def batches(split: Split, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True):
-  """Yields {"image", "label"} numpy batches; full batches only (fixed shapes, no recompiles).
-
-  The order depends only on (seed, epoch), so a resumed run sees the same batches.
-  """
-  n = len(split)
+def epoch_indices(n: int, batch_size: int, *, seed: int, epoch: int) -> np.ndarray:
+  """[steps, batch_size] example indices of one training epoch; depends only on (seed, epoch),
+  so a resumed run sees the same batches. The remainder (n % batch_size) is dropped."""
   if batch_size > n:
     raise DataError(f"batch_size {batch_size} is larger than the {n} training examples")
-  order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-  for start in range(0, n - batch_size + 1, batch_size):
-    idx = order[start:start + batch_size]
+  steps = n // batch_size
+  order = np.random.default_rng([seed, epoch]).permutation(n)
+  return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+
+
+def batches(split: Split, batch_size: int, *, seed: int, epoch: int):
+  """Yields the {"image", "label"} numpy batches of `epoch_indices` (full batches only)."""
+  for idx in epoch_indices(len(split), batch_size, seed=seed, epoch=epoch):
     yield {"image": split.images[idx], "label": split.labels[idx]}
 
 
-__all__ = ["DataError", "Dataset", "Split", "load_dataset", "batches"]
+__all__ = ["DataError", "Dataset", "Split", "load_dataset", "batches", "epoch_indices"]

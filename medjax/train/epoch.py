@@ -19,17 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from medjax.data import Split
-
-
-def epoch_indices(n: int, batch_size: int, *, seed: int, epoch: int) -> np.ndarray:
-  """[steps, batch_size] example indices of one epoch; depends only on (seed, epoch).
-
-  The remainder (n % batch_size examples of this epoch's permutation) is dropped.
-  """
-  steps = n // batch_size
-  order = np.random.default_rng([seed, epoch]).permutation(n)
-  return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)
+from medjax.data import Split, epoch_indices
 
 
 class HostEpochs:
