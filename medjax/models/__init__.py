@@ -7,13 +7,17 @@ from typing import Any
 import jax.numpy as jnp
 
 from medjax.models.cnn import CNN, CNNTiny
+from medjax.models.rbm import DBN, RBM, DBNTiny
 from medjax.models.resnet import ResNet, ResNet50, ResNetTiny
+from medjax.models.sgan import Discriminator, DiscriminatorTiny, Generator, GeneratorTiny
 
 _MODELS = {
     ("cnn", "full"): CNN,
     ("cnn", "tiny"): CNNTiny,
     ("resnet", "full"): ResNet50,
     ("resnet", "tiny"): ResNetTiny,
+    ("dbn", "full"): DBN,
+    ("dbn", "tiny"): DBNTiny,
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -33,4 +37,6 @@ def create_model(name: str, *, size: str = "full", num_classes: int = 2,
   return _MODELS[name, size](num_classes=num_classes, dtype=dtype)
 
 
-__all__ = ["CNN", "CNNTiny", "ResNet", "ResNet50", "ResNetTiny", "create_model", "DTYPES"]
+__all__ = ["CNN", "CNNTiny", "DBN", "DBNTiny", "Discriminator", "DiscriminatorTiny", "Generator",
+           "GeneratorTiny", "RBM", "ResNet", "ResNet50", "ResNetTiny",
+           "create_model", "DTYPES"]

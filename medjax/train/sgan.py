@@ -1,0 +1,402 @@
+"""Semi-supervised GAN training (Odena 2016; Salimans et al. 2016, "Improved Techniques").
+
+The discriminator's K logits serve two heads: C = softmax(logits) classifies real images, and
+D = Z / (Z + 1), Z = sum(exp(logits)), says "real" (the K+1-th class, fake, has logit 0). With
+lse = logsumexp(logits), D = sigmoid(lse), so every GAN term is a softplus of lse:
+  -log D(x) = softplus(-lse),   -log(1 - D(x)) = softplus(lse).
+
+One jitted step (`train_step`):
+  1. G generates a batch from fresh noise (one forward pass, kept with its VJP).
+  2. The discriminator takes ONE Adam step on
+       L_disc = L_C + unsupervised_weight * (L_D_real + L_D_fake)
+     with L_C the cross-entropy on a labelled batch, L_D_real = mean softplus(-lse) on an
+     unlabelled real batch and L_D_fake = mean softplus(lse) on the generated batch (the
+     sum used by Salimans et al.; C and D share every discriminator parameter, so one loss and
+     one optimizer state is the exact joint update, not two half-steps).
+  3. G takes one Adam step, through the updated discriminator, on the non-saturating loss
+     mean softplus(-lse(G(z))) or, with `feature_matching`, on the squared distance between the
+     mean trunk features of the real and generated batches. Its gradient reuses step 1's VJP.
+G and the discriminator have separate optimizers and optimizer states.
+
+`train_and_evaluate` is the epoch loop: one epoch = one pass over the training images as the
+unlabelled stream; labelled batches cycle through the `num_labelled` labelled examples.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from ml_collections import config_dict
+from PIL import Image
+from tqdm import tqdm
+
+from medjax.data import Dataset, Split, batches
+from medjax.eval import metrics as metrics_lib
+from medjax.models import DTYPES
+from medjax.models.sgan import (Discriminator, DiscriminatorTiny, Generator, GeneratorTiny,
+                                real_fake_logit, to_tanh_range)
+from medjax.train.augment import augment_batch
+from medjax.train.checkpoint import Checkpoints
+from medjax.train.state import count_params
+
+log = logging.getLogger(__name__)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The `config.sgan` block. Defaults follow DCGAN/Salimans (Adam 2e-4, beta1 0.5); the paper's
+  setting is Adam 1e-4 with Keras' beta1 0.9: set d_/g_learning_rate and d_/g_beta1."""
+  c = ml_collections.ConfigDict()
+  c.latent_dim = 100
+  # Labelled training examples (stratified, seeded); None: all of them. The rest of the training
+  # split is used without labels.
+  c.num_labelled = config_dict.placeholder(int)
+  c.d_learning_rate = 2e-4
+  c.d_beta1 = 0.5
+  c.g_learning_rate = 2e-4
+  c.g_beta1 = 0.5
+  c.unsupervised_weight = 1.0   # weight of the real/fake loss against the classification loss
+  c.feature_matching = False    # G matches mean trunk features instead of fooling D
+  c.dropout_rate = 0.4
+  c.features = 128              # channels of every G and D convolution (the paper's 128)
+  c.sample_every = 5            # epochs between sample grids (also after the first and last)
+  c.sample_grid = 8             # the grid is sample_grid x sample_grid generated images
+  return c
+
+
+@flax.struct.dataclass
+class SGANState:
+  step: jax.Array
+  g_params: Any
+  d_params: Any
+  g_opt_state: Any
+  d_opt_state: Any
+
+
+def create_models(config, image_shape):
+  """(generator, discriminator) for `config` (model_size, dtype, sgan block)."""
+  s = config.sgan
+  dtype = DTYPES[config.dtype] if isinstance(config.dtype, str) else config.dtype
+  tiny = config.model_size == "tiny"
+  features = min(s.features, 8) if tiny else s.features
+  gen = (GeneratorTiny if tiny else Generator)(
+      image_shape=tuple(image_shape), features=features, dtype=dtype)
+  disc = (DiscriminatorTiny if tiny else Discriminator)(
+      num_classes=2, features=features, dropout_rate=s.dropout_rate, dtype=dtype)
+  return gen, disc
+
+
+def create_optimizers(sgan_config):
+  """(g_tx, d_tx): separate Adam optimizers."""
+  s = sgan_config
+  return (optax.adam(s.g_learning_rate, b1=s.g_beta1),
+          optax.adam(s.d_learning_rate, b1=s.d_beta1))
+
+
+def create_state(generator, discriminator, g_tx, d_tx, rng, image_shape, latent_dim
+                 ) -> SGANState:
+  g_rng, d_rng = jax.random.split(rng)
+  g_params = jax.jit(generator.init)(g_rng, jnp.zeros((1, latent_dim)))["params"]
+  d_params = jax.jit(discriminator.init)(d_rng, jnp.zeros((1, *image_shape)))["params"]
+  return SGANState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+                   g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params))
+
+
+def classification_loss(logits, labels):
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def real_loss(logits):
+  """-log D(x) for real x: softplus(-lse), finite for any finite logits."""
+  return jax.nn.softplus(-real_fake_logit(logits)).mean()
+
+
+def fake_loss(logits):
+  """-log(1 - D(x)) for generated x: softplus(lse)."""
+  return jax.nn.softplus(real_fake_logit(logits)).mean()
+
+
+def train_step(state: SGANState, batch: dict[str, Any], rng, *, generator, discriminator,
+               g_tx, d_tx, latent_dim: int, unsupervised_weight: float = 1.0,
+               feature_matching: bool = False, augment: dict[str, Any] | None = None
+               ) -> tuple[SGANState, dict[str, Any]]:
+  """batch: {"image", "label"} (labelled) and "unlabelled" (real images, labels unused)."""
+  step_rng = jax.random.fold_in(rng, state.step)
+  z_rng, aug_rng, d_drop, g_drop = jax.random.split(step_rng, 4)
+  labelled = to_tanh_range(batch["image"])
+  unlabelled = to_tanh_range(batch["unlabelled"])
+  if augment:
+    l_rng, u_rng = jax.random.split(aug_rng)
+    labelled = augment_batch(labelled, l_rng, **augment)
+    unlabelled = augment_batch(unlabelled, u_rng, **augment)
+  n_l, n_u = labelled.shape[0], unlabelled.shape[0]
+  z = jax.random.normal(z_rng, (n_u, latent_dim))
+  fake, g_vjp = jax.vjp(lambda p: generator.apply({"params": p}, z), state.g_params)
+
+  def apply_d(params, images, rng, **kw):
+    return discriminator.apply({"params": params}, images, train=True, rngs={"dropout": rng},
+                               **kw)
+
+  def d_loss_fn(params):
+    # One pass over the three batches (no BatchNorm, so batches do not interact): a third of
+    # the graph to compile and larger matmuls than three separate passes.
+    images = jnp.concatenate([labelled, unlabelled, jax.lax.stop_gradient(fake)])
+    logits = apply_d(params, images, d_drop)
+    logits_l, logits_u, logits_f = logits[:n_l], logits[n_l:n_l + n_u], logits[n_l + n_u:]
+    c_loss = classification_loss(logits_l, batch["label"])
+    r_loss, f_loss = real_loss(logits_u), fake_loss(logits_f)
+    aux = {"c_loss": c_loss, "d_real_loss": r_loss, "d_fake_loss": f_loss,
+           "accuracy": jnp.mean(jnp.argmax(logits_l, -1) == batch["label"]),
+           "d_real": jnp.mean(jax.nn.sigmoid(real_fake_logit(logits_u))),
+           "d_fake": jnp.mean(jax.nn.sigmoid(real_fake_logit(logits_f)))}
+    return c_loss + unsupervised_weight * (r_loss + f_loss), aux
+
+  (d_loss, aux), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
+  d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
+  d_params = optax.apply_updates(state.d_params, d_updates)
+
+  def g_loss_fn(fake):
+    if feature_matching:
+      _, features = apply_d(d_params, jnp.concatenate([unlabelled, fake]), g_drop,
+                            return_features=True)
+      real_features = jax.lax.stop_gradient(features[:n_u])
+      diff = jnp.mean(real_features, 0) - jnp.mean(features[n_u:], 0)
+      return jnp.mean(jnp.square(diff))
+    return real_loss(apply_d(d_params, fake, g_drop))  # non-saturating: -log D(G(z))
+
+  g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
+  (g_grads,) = g_vjp(fake_grads)
+  g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+  g_params = optax.apply_updates(state.g_params, g_updates)
+
+  metrics = {"loss": d_loss, "g_loss": g_loss, **aux,
+             "d_grad_norm": optax.tree.norm(d_grads), "g_grad_norm": optax.tree.norm(g_grads),
+             "d_param_norm": optax.tree.norm(d_params),
+             "g_param_norm": optax.tree.norm(g_params)}
+  new_state = SGANState(step=state.step + 1, g_params=g_params, d_params=d_params,
+                        g_opt_state=g_opt_state, d_opt_state=d_opt_state)
+  return new_state, metrics
+
+
+def eval_step(state: SGANState, batch: dict[str, Any], *, discriminator):
+  """C's class probabilities [N, K] (no dropout); real images mapped to [-1, 1] as in training."""
+  logits = discriminator.apply({"params": state.d_params}, to_tanh_range(batch["image"]),
+                               train=False)
+  return jax.nn.softmax(logits, axis=-1)
+
+
+def generate(state: SGANState, z, *, generator):
+  return generator.apply({"params": state.g_params}, z)
+
+
+def labelled_indices(labels: np.ndarray, num_labelled: int | None, seed: int) -> np.ndarray:
+  """Indices of the labelled subset: all, or `num_labelled` stratified by class (seeded)."""
+  n = len(labels)
+  if num_labelled is None or num_labelled >= n:
+    return np.arange(n)
+  if num_labelled < 2:
+    raise ValueError(f"sgan.num_labelled must be >= 2 (one per class), got {num_labelled}")
+  rng = np.random.default_rng([seed, 0x5CA])
+  take = []
+  for cls in (0, 1):
+    idx = np.flatnonzero(labels == cls)
+    k = min(len(idx), max(1, round(num_labelled * len(idx) / n)))
+    take.append(rng.permutation(idx)[:k])
+  return np.sort(np.concatenate(take))
+
+
+def labelled_batches(split: Split, index: np.ndarray, batch_size: int, steps: int, *,
+                     seed: int, epoch: int):
+  """`steps` labelled batches cycling through `index` in reshuffled passes; depends only on
+  (seed, epoch), so a resumed run sees the same batches."""
+  rng = np.random.default_rng([seed, epoch, 0x1AB])
+  need = steps * batch_size
+  order = np.concatenate([rng.permutation(index) for _ in range(-(-need // len(index)))])
+  for i in range(steps):
+    idx = order[i * batch_size:(i + 1) * batch_size]
+    yield split.images[idx], split.labels[idx]
+
+
+def _augment_config(config) -> dict[str, Any] | None:
+  aug = config.augment
+  if not aug.dihedral and not aug.max_shift:
+    return None
+  return {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
+
+
+def save_sample_grid(images, path: str, columns: int) -> None:
+  """Writes generated images in [-1, 1] ([N, H, W, C], C in {1, 3}) as one PNG grid."""
+  images = np.asarray(images, np.float32)
+  n, h, w, c = images.shape
+  if c not in (1, 3):
+    images = images[..., :1]
+    c = 1
+  rows = -(-n // columns)
+  pad = 2
+  grid = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, np.uint8)
+  pixels = np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
+  for i in range(n):
+    r, col = divmod(i, columns)
+    grid[pad + r * (h + pad):pad + r * (h + pad) + h,
+         pad + col * (w + pad):pad + col * (w + pad) + w] = pixels[i]
+  scale = max(1, 400 // grid.shape[1])  # small patches are upscaled (nearest) for viewing
+  img = Image.fromarray(grid[..., 0] if c == 1 else grid)
+  img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+  tmp = path + ".tmp.png"
+  img.save(tmp)
+  os.replace(tmp, path)
+
+
+def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False
+                       ) -> dict[str, Any]:
+  """Trains the SGAN, evaluates C on the test split and writes results.json (see loop.py)."""
+  from medjax.train import loop  # lazily: config.py imports this module for default_config
+
+  loop.prepare_workdir(config, workdir, overwrite)
+  log.info("data: %s", dataset.summary())
+  s = config.sgan
+  image_shape = dataset.image_shape
+  generator, discriminator = create_models(config, image_shape)
+  g_tx, d_tx = create_optimizers(s)
+  init_rng, train_rng, sample_rng = jax.random.split(jax.random.key(config.seed), 3)
+  state = create_state(generator, discriminator, g_tx, d_tx, init_rng, image_shape,
+                       s.latent_dim)
+  labelled = labelled_indices(dataset.train.labels, s.num_labelled, config.seed)
+  n_pos = int(dataset.train.labels[labelled].sum())
+  log.info("sgan: G %s / D %s parameters (%s, %s); %d labelled (%d pos) of %d training "
+           "images; Adam D %g (b1 %g), G %g (b1 %g)%s", f"{count_params(state.g_params):,}",
+           f"{count_params(state.d_params):,}", config.model_size, config.dtype, len(labelled),
+           n_pos, len(dataset.train), s.d_learning_rate, s.d_beta1, s.g_learning_rate,
+           s.g_beta1, ", feature matching" if s.feature_matching else "")
+
+  train_fn = jax.jit(functools.partial(
+      train_step, generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
+      latent_dim=s.latent_dim, unsupervised_weight=s.unsupervised_weight,
+      feature_matching=s.feature_matching, augment=_augment_config(config)),
+      donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(eval_step, discriminator=discriminator))
+  sample_fn = jax.jit(functools.partial(generate, generator=generator))
+  sample_z = jax.random.normal(sample_rng, (s.sample_grid ** 2, s.latent_dim))
+  samples_dir = os.path.join(workdir, "samples")
+  os.makedirs(samples_dir, exist_ok=True)
+
+  metric_name = f"val_{config.checkpoint_metric}"
+  ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), metric=metric_name)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  start_epoch, train_seconds, timed_images, timed_seconds = 0, 0.0, 0, 0.0
+  if ckpts.latest_epoch is not None and not overwrite:
+    state, meta = ckpts.restore(ckpts.latest_epoch, state)
+    start_epoch = meta["epoch"]
+    train_seconds = meta.get("train_seconds", 0.0)
+    timed_images, timed_seconds = meta.get("timed_images", 0), meta.get("timed_seconds", 0.0)
+    log.info("resuming from %s (epoch %d of %d)", ckpts.path(start_epoch), start_epoch,
+             config.num_epochs)
+  elif overwrite and os.path.exists(metrics_path):
+    os.remove(metrics_path)
+
+  steps_per_epoch = len(dataset.train) // config.batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f"batch_size {config.batch_size} > {len(dataset.train)} training examples")
+  warm = False
+  for epoch in range(start_epoch + 1, config.num_epochs + 1):
+    t0 = time.perf_counter()
+    history, pending = [], []
+    t_steady, steady_images = None, 0
+    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
+               leave=False, dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
+    stream = zip(batches(dataset.train, config.batch_size, seed=config.seed, epoch=epoch),
+                 labelled_batches(dataset.train, labelled, config.batch_size, steps_per_epoch,
+                                  seed=config.seed, epoch=epoch))
+    for i, (unlabelled, (images, labels)) in enumerate(stream):
+      state, step_metrics = train_fn(
+          state, {"image": images, "label": labels, "unlabelled": unlabelled["image"]},
+          train_rng)
+      pending.append(step_metrics)
+      if not warm:  # the first step of a process includes compilation: not steady state
+        jax.block_until_ready(step_metrics)
+        warm = True
+      elif t_steady is None:
+        t_steady = time.perf_counter()
+      else:
+        steady_images += config.batch_size
+      if len(pending) >= config.log_every or i == steps_per_epoch - 1:
+        fetched = jax.device_get(pending)
+        for j, m in enumerate(fetched):
+          bad = [k for k in ("loss", "g_loss", "d_grad_norm", "g_grad_norm")
+                 if not math.isfinite(m[k])]
+          if bad:
+            last = ckpts.latest_epoch
+            raise loop.NonFiniteLossError(
+                f"non-finite {', '.join(f'{k}={m[k]}' for k in bad)} at step "
+                f"{len(history) + j + 1} of epoch {epoch}; last good checkpoint: "
+                f"{ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}")
+        history.extend(fetched)
+        pending = []
+        bar.update(len(fetched))
+        bar.set_postfix(c_loss=f"{np.mean([m['c_loss'] for m in history]):.4f}",
+                        g_loss=f"{np.mean([m['g_loss'] for m in history]):.4f}", refresh=False)
+    jax.block_until_ready(state)
+    bar.close()
+    t_train = time.perf_counter() - t0
+    train_seconds += t_train
+    if t_steady is not None and steady_images:
+      timed_seconds += time.perf_counter() - t_steady
+      timed_images += steady_images
+
+    record = {"epoch": epoch, "step": int(state.step),
+              **{f"train_{k}": float(np.mean([h[k] for h in history])) for k in history[0]},
+              "epoch_seconds": t_train,
+              "train_images_per_second": steps_per_epoch * config.batch_size / t_train}
+    ckpt_metrics = None
+    if dataset.val is not None:
+      probs = loop.predict(eval_fn, state, dataset.val, config.eval_batch_size)
+      val = metrics_lib.classification_metrics(dataset.val.labels, probs, seed=config.seed)
+      record.update({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"})
+      value = val[config.checkpoint_metric]
+      ckpt_metrics = {metric_name: value if value is not None else val["accuracy"]}
+    with open(metrics_path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if epoch == 1 or epoch % s.sample_every == 0 or epoch == config.num_epochs:
+      save_sample_grid(sample_fn(state, sample_z),
+                       os.path.join(samples_dir, f"epoch_{epoch:03d}.png"), s.sample_grid)
+    ckpts.save(epoch, state, {"epoch": epoch, "train_seconds": train_seconds,
+                              "timed_images": timed_images, "timed_seconds": timed_seconds},
+               ckpt_metrics)
+    auc = record.get("val_auc")
+    val_text = (f", val acc {record['val_accuracy']:.4f} auc "
+                f"{'n/a' if auc is None else f'{auc:.4f}'}" if dataset.val is not None else "")
+    log.info("epoch %d/%d: C loss %.4f, acc %.4f; D real %.3f fake %.3f; G loss %.4f%s "
+             "(%.1fs, %.0f img/s)", epoch, config.num_epochs, record["train_c_loss"],
+             record["train_accuracy"], record["train_d_real"], record["train_d_fake"],
+             record["train_g_loss"], val_text, t_train, record["train_images_per_second"])
+
+  ckpts.manager.wait_until_finished()
+  use_best = config.eval_checkpoint == "best" and dataset.val is not None
+  chosen = ckpts.best_epoch if use_best and ckpts.best_epoch is not None else ckpts.latest_epoch
+  if chosen is None:
+    raise ValueError("num_epochs must be >= 1: there is no checkpoint to evaluate")
+  if chosen != ckpts.latest_epoch:  # the state in memory is the latest epoch's
+    state, _ = ckpts.restore(chosen, state)
+  ckpts.close()
+
+  probs = loop.predict(eval_fn, state, dataset.test, config.eval_batch_size)
+  return loop.write_results(
+      config, workdir, dataset, probs, train_seconds=train_seconds,
+      images_per_second=timed_images / timed_seconds if timed_seconds else None,
+      checkpoint={"kind": "best" if use_best else "last", "epoch": int(chosen),
+                  "metric": metric_name if use_best else None},
+      extra={"learning_rate": s.d_learning_rate, "g_learning_rate": s.g_learning_rate,
+             "num_labelled": len(labelled), "feature_matching": bool(s.feature_matching),
+             "samples": os.path.relpath(samples_dir, workdir)})
