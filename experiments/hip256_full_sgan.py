@@ -13,7 +13,9 @@ from medjax import config as config_lib
 
 
 def get_config():
-  return config_lib.base_config("hip256_full", "sgan")
+  config = config_lib.base_config("hip256_full", "sgan")
+  config.synthetic_num_epochs = 2  # GAN steps on 128-256px images are slow on a CPU
+  return config
 
 
 if __name__ == "__main__":
