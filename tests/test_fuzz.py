@@ -75,3 +75,48 @@ def test_submission_reader_never_crashes(tmp_path, data):
   except (ValueError, UnicodeDecodeError):
     return
   assert f.xyz.shape == (len(f.seriesuid), 3)
+
+
+header_lines = st.lists(st.one_of(
+    st.sampled_from(["ObjectType = Image", "NDims = 3", "NDims = 2", "NDims = x",
+                     "BinaryData = True", "BinaryDataByteOrderMSB = False",
+                     "BinaryDataByteOrderMSB = True", "CompressedData = True",
+                     "ElementType = MET_SHORT", "ElementType = MET_FLOAT", "ElementType = MET_BOGUS",
+                     "ElementSpacing = 1 1 1", "ElementSpacing = 0 -1 nan", "Offset = 0 0 0",
+                     "TransformMatrix = 1 0 0 0 1 0 0 0 1", "TransformMatrix = 0 0 0",
+                     "ElementDataFile = v.raw", "ElementDataFile = LOCAL",
+                     "ElementDataFile = missing.raw"]),
+    st.builds(lambda a, b, c: f"DimSize = {a} {b} {c}", st.integers(-2, 6), st.integers(0, 6),
+              st.integers(0, 6)),
+    st.text(max_size=20)), max_size=12)
+
+
+@FUZZ
+@given(header=st.one_of(st.binary(max_size=200), header_lines.map(
+    lambda ls: "\n".join(ls).encode("utf-8", "surrogatepass"))),
+       raw=st.binary(max_size=500))
+def test_metaimage_reader_never_crashes(tmp_path, header, raw):
+  from medjax.data import luna16
+  (tmp_path / "v.mhd").write_bytes(header)
+  (tmp_path / "v.raw").write_bytes(raw)
+  try:
+    volume, geometry = luna16.read_volume(str(tmp_path / "v.mhd"))
+  except DataError:
+    return
+  assert volume.ndim == 3 and geometry.shape == volume.shape
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=300), st.lists(st.lists(st.sampled_from(
+    ["1.2.3", "10.5", "-3", "nan", "", "x", "1", "0", "2"]), max_size=6), max_size=5).map(
+        lambda rows: ("seriesuid,coordX,coordY,coordZ,class\n" +
+                      "\n".join(",".join(r) for r in rows)).encode())))
+def test_candidates_reader_never_crashes(tmp_path, data):
+  from medjax.data import luna16
+  path = tmp_path / "candidates.csv"
+  path.write_bytes(data)
+  try:
+    table = luna16.read_candidates(str(path))
+  except DataError:
+    return
+  assert table.world.shape == (len(table), 3)

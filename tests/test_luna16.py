@@ -274,3 +274,16 @@ def test_numpy_metaimage_reader_matches_simpleitk(root, tmp_path, monkeypatch):
   # Without SimpleITK (JAX-only machines) read_volume falls back to numpy.
   monkeypatch.setitem(__import__("sys").modules, "SimpleITK", None)
   np.testing.assert_array_equal(luna16.read_volume(paths[1])[0], luna16.read_metaimage(paths[1])[0])
+
+
+def test_candidates_outside_their_volume_stop_with_a_clear_error(root):
+  import dataclasses
+  table = luna16.read_candidates(os.path.join(root, "candidates.csv"))
+  scans = luna16.find_scans(root)
+  rows = np.flatnonzero(table.seriesuid == table.seriesuid[0])[:3]
+  world = table.world.copy()
+  world[rows[1]] += 10_000.0  # 10 m away: a coordinate or CSV error
+  moved = dataclasses.replace(table, world=world)
+  with pytest.raises(DataError, match=rf"1 candidate\(s\) lie outside their volume: row {rows[1]}"):
+    luna16.extract(moved, rows, scans, _options(), workers=1)
+  assert luna16.extract(table, rows, scans, _options(), workers=1).shape == (3, 50, 50, 1)

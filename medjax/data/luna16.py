@@ -69,6 +69,13 @@ class Table:
 
 def read_table(path: str, columns: tuple[str, ...]) -> Table:
   """Reads a LUNA16 CSV with `columns` (extra columns ignored); DataError names bad rows."""
+  try:
+    return _read_table(path, columns)
+  except (UnicodeDecodeError, csv.Error) as e:
+    raise DataError(f"{path}: not a readable CSV text file ({e})") from None
+
+
+def _read_table(path: str, columns: tuple[str, ...]) -> Table:
   if not os.path.isfile(path):
     raise DataError(f"missing LUNA16 file: {path}")
   kind = columns[-1]
@@ -575,9 +582,15 @@ def extract(table: Table, rows: np.ndarray, scans: dict[str, tuple[int, str]],
   inside = np.ones(len(rows), bool)
   for sel, (patches, ins, _) in zip(slots, run_tasks(tasks, workers)):
     images[sel], inside[sel] = patches, ins
+  outside = ~inside & (shift == 0).all(1)
+  if outside.any():  # a coordinate or CSV error: stop before training on padding
+    bad = rows[outside]
+    sample = "; ".join(f"row {r} ({table.seriesuid[r]}, world {np.round(table.world[r], 1)})"
+                       for r in bad[:3])
+    raise DataError(f"luna16: {len(bad)} candidate(s) lie outside their volume: {sample}")
   if not inside.all():
-    log.warning("luna16: %d candidate(s) lie outside their volume (patches are padding)",
-                (~inside).sum())
+    log.warning("luna16: %d shifted copies of border candidates are centred outside their "
+                "volume (padded)", (~inside).sum())
   return images
 
 
