@@ -146,6 +146,10 @@ def test_config_validation_messages():
   config.dtype = "float16"
   with pytest.raises(ValueError, match="dtype must be"):
     config_lib.resolve(config)
+  config = luna_cnn.get_config()
+  config.dataset = "mnist"
+  with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+    config_lib.resolve(config)
 
 
 def test_num_epochs_defaults_to_paper_on_real_data_and_short_on_synthetic():

@@ -287,3 +287,15 @@ def test_candidates_outside_their_volume_stop_with_a_clear_error(root):
   with pytest.raises(DataError, match=rf"1 candidate\(s\) lie outside their volume: row {rows[1]}"):
     luna16.extract(moved, rows, scans, _options(), workers=1)
   assert luna16.extract(table, rows, scans, _options(), workers=1).shape == (3, 50, 50, 1)
+
+
+def test_header_that_does_not_match_the_data_is_a_clear_error(tmp_path):
+  mhd = tmp_path / "scan.mhd"
+  _write_volume(mhd)  # 4 x 6 x 5 int16 = 240 bytes
+  text = mhd.read_text()
+  mhd.write_text(text.replace("MET_SHORT", "MET_CHAR"))
+  with pytest.raises(DataError, match=r"has 240 bytes but the header describes 120 .*MET_CHAR"):
+    luna16.read_volume(str(mhd))
+  mhd.write_text(text.replace("DimSize = 5 6 4", "DimSize = 5 6 8"))
+  with pytest.raises(DataError, match="is truncated: 240 bytes, expected 480"):
+    luna16.read_volume(str(mhd))

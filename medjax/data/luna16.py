@@ -169,7 +169,7 @@ def _read_header(mhd_path: str) -> dict[str, str]:
 
 
 def check_raw_file(mhd_path: str) -> None:
-  """Clear errors for a missing or truncated .raw before SimpleITK sees it."""
+  """Clear errors for a missing, truncated or mis-described .raw before SimpleITK sees it."""
   header = _read_header(mhd_path)
   data_file = header.get("ElementDataFile", "")
   if not data_file or data_file == "LOCAL" or " " in data_file or data_file.startswith("LIST"):
@@ -189,6 +189,9 @@ def check_raw_file(mhd_path: str) -> None:
   if actual < expected:
     raise DataError(f"{raw} is truncated: {actual:,} bytes, expected {expected:,} for DimSize "
                     f"{header['DimSize']} of {header['ElementType']}")
+  if actual > expected and "HeaderSize" not in header:
+    raise DataError(f"{raw} has {actual:,} bytes but the header describes {expected:,} (DimSize "
+                    f"{header['DimSize']} of {header['ElementType']}): wrong size or element type")
 
 
 _MET_DTYPES = {"MET_CHAR": "i1", "MET_UCHAR": "u1", "MET_SHORT": "i2", "MET_USHORT": "u2",
