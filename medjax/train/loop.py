@@ -270,21 +270,28 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
                t_train, record["train_images_per_second"])
   finally:  # an error or Ctrl-C never abandons a checkpoint half-written
     ckpts.manager.wait_until_finished()
-  use_best = config.eval_checkpoint == "best" and dataset.val is not None
-  chosen = ckpts.best_epoch if use_best and ckpts.best_epoch is not None else ckpts.latest_epoch
-  if chosen is None:
-    raise ValueError("num_epochs must be >= 1: there is no checkpoint to evaluate")
-  if chosen != ckpts.latest_epoch:  # the state in memory is the latest epoch's
-    state, _ = ckpts.restore(chosen, state)
-  ckpts.close()
+  state, checkpoint = restore_for_test(config, dataset, ckpts, state)
 
   probs = predict(eval_fn, state, dataset.test, config.eval_batch_size)
   return write_results(
       config, workdir, dataset, probs, train_seconds=train_seconds,
       images_per_second=timed_images / timed_seconds if timed_seconds else None,
-      checkpoint={"kind": "best" if use_best else "last", "epoch": int(chosen),
-                  "metric": metric_name if use_best else None},
+      checkpoint=checkpoint,
       extra=extra_results)
+
+
+def restore_for_test(config, dataset: Dataset, ckpts: Checkpoints, state):
+  """The checkpoint to test: the best by the validation metric (config.eval_checkpoint="best"
+  and a validation split) or the last. `state` must be the latest epoch's. Closes `ckpts`."""
+  use_best = config.eval_checkpoint == "best" and dataset.val is not None
+  chosen = ckpts.best_epoch if use_best and ckpts.best_epoch is not None else ckpts.latest_epoch
+  if chosen is None:
+    raise ValueError("num_epochs must be >= 1: there is no checkpoint to evaluate")
+  if chosen != ckpts.latest_epoch:
+    state, _ = ckpts.restore(chosen, state)
+  ckpts.close()
+  return state, {"kind": "best" if use_best else "last", "epoch": int(chosen),
+                 "metric": ckpts.metric if use_best else None}
 
 
 def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,

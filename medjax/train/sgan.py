@@ -383,20 +383,13 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
              record["train_g_loss"], val_text, t_train, record["train_images_per_second"])
 
   ckpts.manager.wait_until_finished()
-  use_best = config.eval_checkpoint == "best" and dataset.val is not None
-  chosen = ckpts.best_epoch if use_best and ckpts.best_epoch is not None else ckpts.latest_epoch
-  if chosen is None:
-    raise ValueError("num_epochs must be >= 1: there is no checkpoint to evaluate")
-  if chosen != ckpts.latest_epoch:  # the state in memory is the latest epoch's
-    state, _ = ckpts.restore(chosen, state)
-  ckpts.close()
+  state, checkpoint = loop.restore_for_test(config, dataset, ckpts, state)
 
   probs = loop.predict(eval_fn, state, dataset.test, config.eval_batch_size)
   return loop.write_results(
       config, workdir, dataset, probs, train_seconds=train_seconds,
       images_per_second=timed_images / timed_seconds if timed_seconds else None,
-      checkpoint={"kind": "best" if use_best else "last", "epoch": int(chosen),
-                  "metric": metric_name if use_best else None},
+      checkpoint=checkpoint,
       extra={"learning_rate": s.d_learning_rate, "g_learning_rate": s.g_learning_rate,
              "num_labelled": len(labelled), "feature_matching": bool(s.feature_matching),
              "samples": os.path.relpath(samples_dir, workdir)})
