@@ -96,6 +96,13 @@ def _pct(x, digits=1):
   return "—" if x is None else f"{100 * x:.{digits}f}"
 
 
+def _acc(row) -> str:
+  """Accuracy %, with the std over seeds when there are several."""
+  if row["seeds"] < 2:
+    return _pct(row["accuracy"])
+  return f"{_pct(row['accuracy'])} ± {_pct(row['accuracy_std'])}"
+
+
 def _num(x):
   return "—" if x is None else f"{x:.3f}"
 
@@ -119,14 +126,13 @@ def write_tables(rows: list[dict], workdir: str) -> None:
       if r is None:
         out.append("—" if (dataset, model) not in PAPER else "not run")
       else:
-        out.append(f"{_pct(r['accuracy'])} ± {_pct(r['accuracy_std'])} "
-                   f"(paper {r['paper_accuracy'] * 100:.1f})")
+        out.append(f"{_acc(r)} (paper {r['paper_accuracy'] * 100:.1f})")
     lines.append(f"| {dataset} | {kind} | " + " | ".join(out) + " |")
   lines += ["", "| cell | data | seeds | accuracy % | AUC | sensitivity | specificity | paper % |",
             "|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    lines.append(f"| {r['cell']} | {r['data']} | {r['seeds']} | {_pct(r['accuracy'])} ± "
-                 f"{_pct(r['accuracy_std'])} | {_num(r['auc'])} | {_num(r['sensitivity'])} | "
+    lines.append(f"| {r['cell']} | {r['data']} | {r['seeds']} | {_acc(r)} | "
+                 f"{_num(r['auc'])} | {_num(r['sensitivity'])} | "
                  f"{_num(r['specificity'])} | {r['paper_accuracy'] * 100:.1f} |")
   with open(os.path.join(workdir, "table2.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
