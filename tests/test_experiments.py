@@ -179,3 +179,18 @@ def test_command_line_rejects_unknown_config_field(tmp_path):
   assert proc.returncode != 0
   assert "num_epoch" in proc.stderr
   assert not (tmp_path / "runs").exists()
+
+
+def test_overwrite_discards_the_previous_run(tmp_path):
+  config = luna_cnn.get_config()
+  config.smoke = True
+  config.num_epochs = 2
+  workdir = str(tmp_path / "run")
+  _runner.run(config, workdir)
+  config.num_epochs = 1
+  config.learning_rate = 1e-3
+  results = _runner.run(config, workdir, overwrite=True)
+  assert results["epochs"] == 1 and results["learning_rate"] == 1e-3
+  lines = open(os.path.join(workdir, "metrics.jsonl")).read().splitlines()
+  assert [json.loads(l)["epoch"] for l in lines] == [1]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1"]

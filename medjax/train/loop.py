@@ -89,7 +89,8 @@ def check_workdir_config(workdir: str, config_dict: dict, overwrite: bool = Fals
 
 
 OUTPUTS = ("checkpoints", "metrics.jsonl", "results.json", "predictions.csv",
-           "confusion_matrix.png")
+           "confusion_matrix.png", "samples", "submission_luna16.csv",
+           "submission_seriesuids.csv")
 
 
 def remove_outputs(workdir: str) -> None:
@@ -121,6 +122,40 @@ def truncate_metrics(path: str, last_epoch: int) -> None:
     with open(tmp, "w") as f:
       f.writelines(kept)
     os.replace(tmp, path)
+
+
+def open_checkpoints(config, workdir: str, state, *, overwrite: bool = False):
+  """The run's checkpoint manager, and `state` restored from its latest epoch if there is one.
+
+  Returns (ckpts, state, meta) with meta's "epoch" (0 for a new run), "train_seconds",
+  "timed_images" and "timed_seconds". `overwrite` first removes a previous run's outputs;
+  metrics.jsonl is trimmed to the restored epoch.
+  """
+  if overwrite and is_writer():
+    remove_outputs(workdir)
+  ckpts = Checkpoints(os.path.join(workdir, "checkpoints"),
+                      metric=f"val_{config.checkpoint_metric}")
+  meta = {"epoch": 0, "train_seconds": 0.0, "timed_images": 0, "timed_seconds": 0.0}
+  if ckpts.latest_epoch is not None:
+    state, saved = ckpts.restore(ckpts.latest_epoch, state)
+    meta.update(saved)
+    log.info("resuming from %s (epoch %d of %d)", ckpts.path(meta["epoch"]), meta["epoch"],
+             config.num_epochs)
+  if is_writer():
+    truncate_metrics(os.path.join(workdir, "metrics.jsonl"), meta["epoch"])
+  return ckpts, state, meta
+
+
+def validate(config, dataset: Dataset, eval_fn, state, metric_name: str):
+  """Validation metrics for metrics.jsonl ("val_*") and the checkpoint metric, or ({}, None)
+  without a validation split. An undefined metric (AUC with one class) falls back to accuracy."""
+  if dataset.val is None:
+    return {}, None
+  probs = predict(eval_fn, state, dataset.val, config.eval_batch_size)
+  val = metrics_lib.classification_metrics(dataset.val.labels, probs, seed=config.seed)
+  value = val[config.checkpoint_metric]
+  return ({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"},
+          {metric_name: value if value is not None else val["accuracy"]})
 
 
 def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
@@ -196,21 +231,10 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
                         place_batch=functools.partial(parallel.put_batch, mesh=mesh))
   eval_fn = jax.jit(functools.partial(supervised.eval_step, model=model))
 
-  metric_name = f"val_{config.checkpoint_metric}"
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  if overwrite and is_writer():
-    remove_outputs(workdir)
-  ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), metric=metric_name)
-  start_epoch, train_seconds, timed_images, timed_seconds = 0, 0.0, 0, 0.0
-  if ckpts.latest_epoch is not None:
-    state, meta = ckpts.restore(ckpts.latest_epoch, state)
-    start_epoch = meta["epoch"]
-    train_seconds = meta.get("train_seconds", 0.0)
-    timed_images, timed_seconds = meta.get("timed_images", 0), meta.get("timed_seconds", 0.0)
-    log.info("resuming from %s (epoch %d of %d)", ckpts.path(start_epoch), start_epoch,
-             config.num_epochs)
-  if is_writer():
-    truncate_metrics(metrics_path, start_epoch)
+  ckpts, state, meta = open_checkpoints(config, workdir, state, overwrite=overwrite)
+  start_epoch, train_seconds = meta["epoch"], meta["train_seconds"]
+  timed_images, timed_seconds = meta["timed_images"], meta["timed_seconds"]
 
   steps_per_epoch = epochs.steps_per_epoch
   if steps_per_epoch == 0:
@@ -250,13 +274,8 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
                 **{f"train_{k}": v for k, v in _mean_metrics(history).items()},
                 "epoch_seconds": t_train,
                 "train_images_per_second": steps_per_epoch * config.batch_size / t_train}
-      ckpt_metrics = None
-      if dataset.val is not None:
-        probs = predict(eval_fn, state, dataset.val, config.eval_batch_size)
-        val = metrics_lib.classification_metrics(dataset.val.labels, probs, seed=config.seed)
-        record.update({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"})
-        value = val[config.checkpoint_metric]
-        ckpt_metrics = {metric_name: value if value is not None else val["accuracy"]}
+      val_record, ckpt_metrics = validate(config, dataset, eval_fn, state, ckpts.metric)
+      record.update(val_record)
       if is_writer():
         with open(metrics_path, "a") as f:
           f.write(json.dumps(record) + "\n")

@@ -44,12 +44,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from medjax.data import Dataset, Split, batches
-from medjax.eval import metrics as metrics_lib
 from medjax.models import DTYPES
 from medjax.models.sgan import (Discriminator, DiscriminatorTiny, Generator, GeneratorTiny,
                                 real_fake_logit, to_tanh_range)
 from medjax.train.augment import augment_batch
-from medjax.train.checkpoint import Checkpoints
 from medjax.train.state import count_params
 
 log = logging.getLogger(__name__)
@@ -292,19 +290,10 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
   samples_dir = os.path.join(workdir, "samples")
   os.makedirs(samples_dir, exist_ok=True)
 
-  metric_name = f"val_{config.checkpoint_metric}"
-  ckpts = Checkpoints(os.path.join(workdir, "checkpoints"), metric=metric_name)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  start_epoch, train_seconds, timed_images, timed_seconds = 0, 0.0, 0, 0.0
-  if ckpts.latest_epoch is not None and not overwrite:
-    state, meta = ckpts.restore(ckpts.latest_epoch, state)
-    start_epoch = meta["epoch"]
-    train_seconds = meta.get("train_seconds", 0.0)
-    timed_images, timed_seconds = meta.get("timed_images", 0), meta.get("timed_seconds", 0.0)
-    log.info("resuming from %s (epoch %d of %d)", ckpts.path(start_epoch), start_epoch,
-             config.num_epochs)
-  elif overwrite and os.path.exists(metrics_path):
-    os.remove(metrics_path)
+  ckpts, state, meta = loop.open_checkpoints(config, workdir, state, overwrite=overwrite)
+  start_epoch, train_seconds = meta["epoch"], meta["train_seconds"]
+  timed_images, timed_seconds = meta["timed_images"], meta["timed_seconds"]
 
   steps_per_epoch = len(dataset.train) // config.batch_size
   if steps_per_epoch == 0:
@@ -359,13 +348,8 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
               **{f"train_{k}": float(np.mean([h[k] for h in history])) for k in history[0]},
               "epoch_seconds": t_train,
               "train_images_per_second": steps_per_epoch * config.batch_size / t_train}
-    ckpt_metrics = None
-    if dataset.val is not None:
-      probs = loop.predict(eval_fn, state, dataset.val, config.eval_batch_size)
-      val = metrics_lib.classification_metrics(dataset.val.labels, probs, seed=config.seed)
-      record.update({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"})
-      value = val[config.checkpoint_metric]
-      ckpt_metrics = {metric_name: value if value is not None else val["accuracy"]}
+    val_record, ckpt_metrics = loop.validate(config, dataset, eval_fn, state, ckpts.metric)
+    record.update(val_record)
     with open(metrics_path, "a") as f:
       f.write(json.dumps(record) + "\n")
     if epoch == 1 or epoch % s.sample_every == 0 or epoch == config.num_epochs:
