@@ -5,41 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medjax.data import DataError, batches, load_dataset, luna16_patches, synthetic
+from medjax.data import DataError, batches, load_dataset, luna16_patches
 from medjax.data.base import Split, stratified_holdout
 from medjax import config as config_lib
 
 from conftest import LUNA_PATCHES, requires_luna_patches
-
-
-def test_synthetic_patches_are_deterministic_and_about_one_in_six_positive():
-  a = synthetic.generate_split(300, seed=0, stream="train")
-  b = synthetic.generate_split(120, seed=0, stream="train")
-  np.testing.assert_array_equal(a.images[:120], b.images)  # patch i depends on i only
-  assert a.images.shape == (300, 50, 50, 1) and a.images.dtype == np.uint8
-  assert 0.10 < a.labels.mean() < 0.25
-  other = synthetic.generate_split(50, seed=0, stream="test")
-  assert not np.array_equal(other.images, a.images[:50])
-
-
-def test_synthetic_positives_are_brighter_at_the_centre_on_average():
-  s = synthetic.generate_split(400, seed=1, stream="train")
-  centre = s.images[:, 20:30, 20:30, 0].mean(axis=(1, 2))
-  assert centre[s.labels == 1].mean() > centre[s.labels == 0].mean() + 20
-
-
-def test_synthetic_cache_round_trip(tmp_path, monkeypatch):
-  monkeypatch.setenv("MEDJAX_CACHE_DIR", str(tmp_path))
-  first = synthetic.luna_patches(40, 20, seed=3)
-  files = os.listdir(tmp_path)
-  assert len(files) == 1 and files[0].endswith(".npz")
-  again = synthetic.luna_patches(40, 20, seed=3)
-  np.testing.assert_array_equal(first["test"].images, again["test"].images)
-  # A damaged cache is regenerated rather than trusted.
-  with open(tmp_path / files[0], "wb") as f:
-    f.write(b"not an npz")
-  repaired = synthetic.luna_patches(40, 20, seed=3)
-  np.testing.assert_array_equal(first["train"].labels, repaired["train"].labels)
 
 
 def _write_patch_folder(root, entries, split="train"):

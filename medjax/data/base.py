@@ -104,6 +104,12 @@ def stratified_holdout(split: Split, fraction: float, seed: int) -> tuple[Split,
   return split.take(np.flatnonzero(keep)), split.take(held_idx)
 
 
+def cache_dir() -> str:
+  """Where generated and prepared data are cached: $MEDJAX_CACHE_DIR or ~/.cache/medjax."""
+  return os.environ.get("MEDJAX_CACHE_DIR",
+                        os.path.join(os.path.expanduser("~"), ".cache", "medjax"))
+
+
 def save_npz_atomic(path: str, arrays: Mapping[str, np.ndarray]) -> None:
   """Writes an .npz through a temp file + rename, so a crash never leaves a half file."""
   directory = os.path.dirname(os.path.abspath(path))

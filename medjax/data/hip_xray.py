@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from medjax.data.base import DataError, Dataset, Split, check_both_classes, save_npz_atomic
-from medjax.data.synthetic import cache_dir
+from medjax.data.base import cache_dir
 
 log = logging.getLogger(__name__)
 

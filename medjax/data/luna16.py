@@ -36,7 +36,7 @@ from concurrent import futures
 
 import numpy as np
 
-from medjax.data.base import DataError, Split, save_npz_atomic
+from medjax.data.base import DataError, Split, cache_dir, save_npz_atomic
 
 log = logging.getLogger(__name__)
 
@@ -502,7 +502,7 @@ def prepare(root: str, options: Options = Options(), *, workers: int = 0,
                         dataclasses.asdict(options), "csv": stat and [stat.st_size, stat.st_mtime],
                         "scans": sorted(scans)}, sort_keys=True, default=str)
   path = cache if isinstance(cache, str) else os.path.join(
-      _cache_dir(), f"luna16_prepared_{hashlib.sha256(key_src.encode()).hexdigest()[:16]}.npz")
+      cache_dir(), f"luna16_prepared_{hashlib.sha256(key_src.encode()).hexdigest()[:16]}.npz")
   if cache and os.path.exists(path):
     try:
       return load_splits(path)
@@ -596,10 +596,6 @@ def extract(table: Table, rows: np.ndarray, scans: dict[str, tuple[int, str]],
                 "volume (padded)", (~inside).sum())
   return images
 
-
-def _cache_dir() -> str:
-  return os.environ.get("MEDJAX_CACHE_DIR",
-                        os.path.join(os.path.expanduser("~"), ".cache", "medjax"))
 
 
 def save_splits(path: str, splits: dict[str, Split]) -> None:

@@ -25,6 +25,8 @@ import tempfile
 
 import numpy as np
 
+from medjax.data.base import cache_dir
+
 log = logging.getLogger(__name__)
 
 VERSION = 1
@@ -33,10 +35,6 @@ N_SUBSETS = 4           # scans go round-robin into subset0..3: fold 0 tests on 
 NODULES_PER_SCAN = (8, 13)
 NEGATIVES_PER_POSITIVE = 7  # more than the default 5:1 subsampling keeps, as in real data
 
-
-def cache_dir() -> str:
-  return os.environ.get("MEDJAX_CACHE_DIR",
-                        os.path.join(os.path.expanduser("~"), ".cache", "medjax"))
 
 
 def seriesuid(seed: int, index: int) -> str:

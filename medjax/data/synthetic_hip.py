@@ -36,7 +36,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from medjax.data.synthetic import cache_dir
+from medjax.data.base import cache_dir
 
 log = logging.getLogger(__name__)
 
