@@ -138,7 +138,8 @@ def bench_input_pipeline(data_dir: str | None, batch_size: int, seconds: float =
   cfg = config_lib.base_config("luna", "cnn").data
   cfg.dir = data_dir
   dataset = load_dataset("luna", cfg, seed=0)
-  it = iter(pipeline.numpy_batches(dataset.train, batch_size, train=True, seed=0))
+  it = pipeline.tf_batches(dataset.train, batch_size, train=True, seed=0, num_epochs=None,
+                           max_shift=2)
   next(it)
   n, t = 0, time.perf_counter()
   while time.perf_counter() - t < seconds:

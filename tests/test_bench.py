@@ -49,3 +49,9 @@ def test_training_path_never_imports_tensorflow():
           "experiments.luna_cnn; bad = [m for m in ('tensorflow', 'SimpleITK', "
           "'tensorflow_datasets') if m in sys.modules]; assert not bad, bad")
   subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_input_pipeline_timing_reads_real_batches():
+  r = bench.bench_input_pipeline(None, batch_size=20, seconds=0.5)
+  assert r["input_pipeline"] == "tf.data" and r["batch_size"] == 20
+  assert r["images_per_second"] > 0
