@@ -1,4 +1,5 @@
 import os
+import socket
 
 import pytest
 
@@ -21,3 +22,12 @@ def _isolated_cache(tmp_path_factory):
 requires_luna_patches = pytest.mark.skipif(
     not os.path.isfile(os.path.join(LUNA_PATCHES, "traindatalabels.txt")),
     reason="../shared/data/luna16_patches is not present (fresh clone)")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+  """Any network access during a build fails the test."""
+  def refuse(*args, **kwargs):
+    raise AssertionError("network access attempted")
+  monkeypatch.setattr(socket, "create_connection", refuse)
+  monkeypatch.setattr(socket.socket, "connect", refuse)

@@ -232,7 +232,7 @@ def test_preprocessed_images_are_cached(tmp_path, monkeypatch):
 
 def test_synthetic_folder_is_deterministic_and_has_real_pngs(tmp_path):
   a = synthetic_hip.generate_hip_folder(str(tmp_path / "a"), n=4, seed=7)
-  b = synthetic_hip.generate_hip_folder(str(tmp_path / "b"), n=4, seed=7)
+  synthetic_hip.generate_hip_folder(str(tmp_path / "b"), n=4, seed=7)
   text = (tmp_path / "a" / "labels.csv").read_text()
   assert text == (tmp_path / "b" / "labels.csv").read_text()
   assert text.splitlines()[0] == ",".join(synthetic_hip.COLUMNS)

@@ -42,6 +42,7 @@ CLASS_FOLDERS = (("negative", 0), ("positive", 1))
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+VAL_FRACTION, TEST_FRACTION = 0.1, 0.2  # load_hip's defaults (and the TFDS builder's)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,9 +256,8 @@ def _cache_key(root: str, entries: list[Entry], variant: dict) -> str:
   return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def prepare(root: str, entries: list[Entry], *, crop: bool, size: int, pad: str | float = "border",
-            cache: bool = True) -> np.ndarray:
-  """Preprocessed uint8 images [N, size, size] in the order of `entries` (cached as .npz)."""
+def check_entries(root: str, entries: list[Entry], *, crop: bool) -> None:
+  """DataError, before any decoding, if a listed image is missing or (cropped) lacks a box."""
   missing = [e.path for e in entries if not os.path.isfile(os.path.join(root, e.path))]
   if missing:
     raise DataError(f"{root}: {len(missing)} listed image(s) missing: {', '.join(missing[:5])}"
@@ -267,6 +267,19 @@ def prepare(root: str, entries: list[Entry], *, crop: bool, size: int, pad: str 
     if no_box:
       raise DataError(f"{root}: the cropped variant needs a crop box (x0,y0,x1,y1 in {LABELS_CSV}) "
                       f"for every image; {len(no_box)} have none, e.g. {no_box[0]}")
+
+
+def prepare_entry(root: str, entry: Entry, *, crop: bool, size: int,
+                  pad: str | float = "border") -> np.ndarray:
+  """One listed image, read and preprocessed: uint8 [size, size] (uncached)."""
+  full = os.path.join(root, entry.path)
+  return preprocess(read_image(full), entry.box, crop=crop, size=size, pad=pad, where=full)
+
+
+def prepare(root: str, entries: list[Entry], *, crop: bool, size: int, pad: str | float = "border",
+            cache: bool = True) -> np.ndarray:
+  """Preprocessed uint8 images [N, size, size] in the order of `entries` (cached as .npz)."""
+  check_entries(root, entries, crop=crop)
   variant = {"crop": crop, "size": size, "pad": pad}
   path = os.path.join(cache_dir(), "hip_prepared",
                       f"{'crop' if crop else 'full'}{size}_{_cache_key(root, entries, variant)}.npz")
@@ -282,8 +295,7 @@ def prepare(root: str, entries: list[Entry], *, crop: bool, size: int, pad: str 
            "cropped" if crop else "full image", size, size)
   images = np.empty((len(entries), size, size), np.uint8)
   for i, e in enumerate(entries):
-    full = os.path.join(root, e.path)
-    images[i] = preprocess(read_image(full), e.box, crop=crop, size=size, pad=pad, where=full)
+    images[i] = prepare_entry(root, e, crop=crop, size=size, pad=pad)
   if cache:
     save_npz_atomic(path, {"images": images, "names": names})
   return images
@@ -323,6 +335,19 @@ def split_indices(labels: np.ndarray, seed: int, *, val_fraction: float, test_fr
   return {name: np.flatnonzero(per_image == k) for k, name in enumerate(("train", "val", "test"))}
 
 
+def patients_of(entries: list[Entry]) -> np.ndarray | None:
+  """The entries' patient ids, or None when the CSV has no `patient` column (split by image)."""
+  return np.asarray([e.patient for e in entries]) if entries[0].patient is not None else None
+
+
+def split_entries(entries: list[Entry], seed: int, *, val_fraction: float = VAL_FRACTION,
+                  test_fraction: float = TEST_FRACTION) -> dict[str, np.ndarray]:
+  """`split_indices` of the entries' labels: by patient when they have patients, else by image."""
+  labels = np.asarray([e.label for e in entries], np.int32)
+  return split_indices(labels, seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                       patients=patients_of(entries))
+
+
 def _option(data_config, name: str, default):
   value = getattr(data_config, name, default)
   return default if value is None else value
@@ -346,11 +371,12 @@ def load_hip(data_config, seed: int, *, crop: bool, size: int) -> Dataset:
                    cache=_option(data_config, "cache", True))
   labels = np.asarray([e.label for e in entries], np.int32)
   names = np.asarray([e.path for e in entries])
-  by_patient = entries[0].patient is not None
-  patients = np.asarray([e.patient for e in entries]) if by_patient else None
+  patients = patients_of(entries)
+  by_patient = patients is not None
   full = Split(images[..., None], labels, names, {"patient": patients} if by_patient else None)
-  idx = split_indices(labels, seed, val_fraction=_option(data_config, "val_fraction", 0.1),
-                      test_fraction=_option(data_config, "test_fraction", 0.2), patients=patients)
+  idx = split_entries(entries, seed,
+                      val_fraction=_option(data_config, "val_fraction", VAL_FRACTION),
+                      test_fraction=_option(data_config, "test_fraction", TEST_FRACTION))
   train, val, test = (full.take(idx[k]) for k in ("train", "val", "test"))
   from medjax.data import _subset  # stratified caps for quick runs, shared with LUNA16
   train = _subset(train, _option(data_config, "max_train", None), seed)
