@@ -396,15 +396,51 @@ def balanced_labels(n: int, seed: int) -> np.ndarray:
   return np.random.default_rng([seed, n, 0x41B]).permutation(labels)
 
 
-def _write_folder(root: str, n: int, seed: int) -> None:
-  os.makedirs(os.path.join(root, "images"))
+def _render_range(root: str, seed: int, labels: np.ndarray, start: int) -> list[tuple]:
+  """Renders and saves images start..start+len(labels)-1; returns their labels.csv rows."""
   rows = []
-  for i, label in enumerate(balanced_labels(n, seed)):
+  for i, label in enumerate(labels, start):
     image, info = render_hip(np.random.default_rng([seed, i, VERSION]), bool(label))
     rel = f"images/hip_{i:04d}.png"
     Image.fromarray(np.round(image * 255).astype(np.uint8)).save(os.path.join(root, rel))
     fx, fy = ("", "") if info["fracture"] is None else (f"{v:.1f}" for v in info["fracture"])
     rows.append((rel, int(label), *info["box"], info["side"], fx, fy))
+  return rows
+
+
+def _write_folder(root: str, n: int, seed: int, workers: int = 0, chunk: int = 25) -> None:
+  """Images in chunks over `workers` processes (0: one per core, up to 8), progress logged."""
+  os.makedirs(os.path.join(root, "images"))
+  labels = balanced_labels(n, seed)
+  starts = list(range(0, n, chunk))
+  workers = min(workers or os.cpu_count() or 1, 8, len(starts))
+  rows, done, start, last_log = [], 0, time.perf_counter(), time.perf_counter()
+
+  def progress(k: int) -> None:
+    nonlocal done, last_log
+    done += k
+    now = time.perf_counter()
+    if now - last_log > 10 and done < n:
+      rate = done / (now - start)
+      log.info("synthetic hip X-rays: %d/%d (%.0f/s, about %.0f s left)", done, n, rate,
+               (n - done) / rate)
+      last_log = now
+
+  if workers <= 1:
+    for s in starts:
+      rows += _render_range(root, seed, labels[s:s + chunk], s)
+      progress(len(labels[s:s + chunk]))
+  else:
+    import multiprocessing
+    import sys
+    from concurrent import futures
+    ctx = multiprocessing.get_context("spawn" if "jax" in sys.modules else "fork")
+    with futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+      jobs = [pool.submit(_render_range, root, seed, labels[s:s + chunk], s) for s in starts]
+      for job in futures.as_completed(jobs):
+        progress(len(job.result()))
+      for job in jobs:  # in image order
+        rows += job.result()
   with open(os.path.join(root, "labels.csv"), "w", newline="") as f:
     writer = csv.writer(f)
     writer.writerow(COLUMNS)
