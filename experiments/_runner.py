@@ -75,11 +75,53 @@ def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   """Resolves `config`, loads its data, trains, evaluates; returns results.json's content."""
   config = config_lib.resolve(config)
   workdir = workdir or default_workdir(config)
-  dataset = load_dataset(config.dataset, config.data, config.seed)
+  dataset = load_dataset(config.dataset, config.data, config.data.seed)
   log.info("%s: workdir %s, %d epochs, batch %d, lr %g, %s on %s", config.experiment, workdir,
            config.num_epochs, config.batch_size, config.learning_rate, config.dtype,
            jax.devices()[0].device_kind)
   return trainer_for(config.model)(config, workdir, dataset, overwrite=overwrite)
+
+
+STACKABLE = ("cnn", "resnet")  # models whose seeds can train together in one vmapped step
+
+
+def run_seeds(config, seeds, workdirs, *, overwrite: bool = False) -> list[dict]:
+  """Trains `config` once per seed into its workdir; returns the results in seed order.
+
+  CNN and ResNet seeds train together in one vmapped step (`medjax.train.seeds`); the DBN and
+  SGAN, whose training has phases of its own, run one seed after another. Every seed uses the
+  data split of `config.data.seed` (default: the first seed).
+  """
+  seeds = [int(s) for s in seeds]
+  config = config_lib.resolve(_with_data_seed(config, seeds[0]))
+  if len(seeds) == 1 or config.model not in STACKABLE:
+    return [run(_with_seed(config, s), w, overwrite=overwrite) for s, w in zip(seeds, workdirs)]
+  from medjax.train.seeds import train_seeds
+  dataset = load_dataset(config.dataset, config.data, config.data.seed)
+  log.info("%s: seeds %s stacked, workdirs %s, %d epochs, batch %d, lr %g, %s on %s",
+           config.experiment, seeds, ", ".join(workdirs), config.num_epochs, config.batch_size,
+           config.learning_rate, config.dtype, jax.devices()[0].device_kind)
+  return train_seeds(config, seeds, workdirs, dataset, overwrite=overwrite)
+
+
+def _with_seed(config, seed: int):
+  import copy
+  c = copy.deepcopy(config)
+  c.seed = int(seed)
+  return c
+
+
+def _with_data_seed(config, seed: int):
+  """`config` with data.seed set to `seed` where it is unset (a copy; `config` is unchanged)."""
+  import copy
+  c = copy.deepcopy(config)
+  if c.data.seed is None:
+    c.data.seed = int(seed)
+  return c
+
+
+def seed_workdirs(workdir: str, seeds) -> list[str]:
+  return [os.path.join(workdir, f"seed{s}") for s in seeds]
 
 
 def main(get_config) -> None:
@@ -91,6 +133,10 @@ def main(get_config) -> None:
                                   lock_config=True)
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/<experiment>[-synthetic]).")
   flags.DEFINE_bool("overwrite", False, "Discard an existing run in --workdir and start over.")
+  flags.DEFINE_list("seeds", None,
+                    "Train these seeds (e.g. 0,1,2) into <workdir>/seed<k>, sharing the split "
+                    "of the first; CNN and ResNet seeds train together in one vmapped step. "
+                    "Overrides --config.seed.")
   flags.DEFINE_bool("distributed", False,
                     "Multi-host run: call jax.distributed.initialize() first (coordinator, "
                     "process count and id from the cluster (SLURM, ...) or from "
@@ -104,6 +150,13 @@ def main(get_config) -> None:
     if FLAGS.distributed:
       initialize_distributed()
     enable_compilation_cache()
+    if FLAGS.seeds:
+      workdir = FLAGS.workdir or default_workdir(FLAGS.config)
+      seeds = [int(s) for s in FLAGS.seeds]
+      for results in run_seeds(FLAGS.config, seeds, seed_workdirs(workdir, seeds),
+                               overwrite=FLAGS.overwrite):
+        print("\n" + results_table(results), flush=True)
+      return
     results = run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     print("\n" + results_table(results), flush=True)
 

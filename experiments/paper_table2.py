@@ -4,8 +4,10 @@
     python -m experiments.paper_table2 --seeds=0,1,2 --luna_dir=/data/luna16_patches \
         --hip_dir=/data/hip_xray --cells='luna_*,hip128_crop_*'
 
-Each cell runs its experiment (experiments/<cell>.py) into <workdir>/<cell>/seed<k>; cells with
-a results.json are not re-run. Real data where a --*_dir flag points to it, the embedded
+Each cell runs its experiment (experiments/<cell>.py) into <workdir>/<cell>/seed<k>; seeds with
+a results.json are not re-run. Every seed and model of a dataset uses one data split
+(--data_seed); the seeds vary init, batch order and augmentation. The seeds of a CNN or ResNet
+cell train together in one vmapped step (medjax.train.seeds), the DBN's and SGAN's one by one. Real data where a --*_dir flag points to it, the embedded
 synthetic data otherwise (marked in the table). Writes <workdir>/table2.md, table2.csv (accuracy
 mean +- std, AUC, sensitivity, specificity, the paper's accuracy beside each) and
 confusion_matrices.png (all cells, seed 0, like the paper's Fig. 6).
@@ -50,26 +52,45 @@ def select_cells(patterns: str | None) -> list[str]:
   return chosen
 
 
-def run_cell(cell: str, seed: int, workdir: str, *, smoke: bool, data_dirs: dict,
-             epochs: int | None) -> dict:
-  from experiments import _runner
-  path = os.path.join(workdir, cell, f"seed{seed}")
-  done = os.path.join(path, "results.json")
-  if os.path.exists(done):
-    log.info("%s seed %d: done already (%s)", cell, seed, done)
-    with open(done) as f:
-      return json.load(f)
+def cell_config(cell: str, *, smoke: bool, data_dirs: dict, epochs: int | None,
+                data_seed: int = 0):
+  """The cell's experiment config, pointed at real data where given."""
   config = importlib.import_module(f"experiments.{cell}").get_config()
-  config.seed = seed
   config.smoke = smoke
+  config.data.seed = data_seed  # one split for every seed and model of a dataset
   dataset = cell.rsplit("_", 1)[0]
   key = "luna" if dataset == "luna" else "hip"
   if data_dirs.get(key):
     config.data.dir = data_dirs[key]
   if epochs:
     config.num_epochs = epochs
-  log.info("%s seed %d: training into %s", cell, seed, path)
-  return _runner.run(config, path)
+  return config
+
+
+def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dirs: dict,
+             epochs: int | None, stack: bool = True, data_seed: int = 0) -> list[dict]:
+  """Each seed's results.json content, training the seeds that have none (CNN and ResNet seeds
+  together in one vmapped step unless `stack` is off)."""
+  from experiments import _runner
+  paths = {s: os.path.join(workdir, cell, f"seed{s}") for s in seeds}
+  done = {}
+  for s in seeds:
+    path = os.path.join(paths[s], "results.json")
+    if os.path.exists(path):
+      log.info("%s seed %d: done already (%s)", cell, s, path)
+      with open(path) as f:
+        done[s] = json.load(f)
+  todo = [s for s in seeds if s not in done]
+  if todo:
+    config = cell_config(cell, smoke=smoke, data_dirs=data_dirs, epochs=epochs,
+                         data_seed=data_seed)
+    groups = [todo] if stack else [[s] for s in todo]
+    for group in groups:
+      log.info("%s seed(s) %s: training into %s", cell, group,
+               ", ".join(paths[s] for s in group))
+      for s, r in zip(group, _runner.run_seeds(config, group, [paths[s] for s in group])):
+        done[s] = r
+  return [done[s] for s in seeds]
 
 
 def summarize(results: dict[str, list[dict]]) -> list[dict]:
@@ -172,6 +193,10 @@ def main(argv=None) -> list[dict]:
   p.add_argument("--epochs", type=int, default=None, help="override num_epochs of every cell")
   p.add_argument("--luna_dir", default=None, help="LUNA16 data (patch folder or raw layout)")
   p.add_argument("--hip_dir", default=None, help="hip X-ray folder")
+  p.add_argument("--data_seed", type=int, default=0,
+                 help="seed of the data split, shared by every seed and model")
+  p.add_argument("--no_stack", action="store_true",
+                 help="train the seeds of a CNN/ResNet cell one by one, not in one vmapped step")
   args = p.parse_args(argv)
   from experiments._runner import enable_compilation_cache, setup_logging
   setup_logging()
@@ -184,8 +209,9 @@ def main(argv=None) -> list[dict]:
   results = {}
   for n, cell in enumerate(cells, 1):
     log.info("[%d/%d] %s", n, len(cells), cell)
-    results[cell] = [run_cell(cell, s, workdir, smoke=args.smoke, data_dirs=data_dirs,
-                              epochs=args.epochs) for s in seeds]
+    results[cell] = run_cell(cell, seeds, workdir, smoke=args.smoke, data_dirs=data_dirs,
+                             epochs=args.epochs, stack=not args.no_stack,
+                             data_seed=args.data_seed)
   rows = summarize(results)
   write_tables(rows, workdir)
   plot_confusion_matrices(results, os.path.join(workdir, "confusion_matrices.png"))

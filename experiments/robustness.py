@@ -84,7 +84,7 @@ def evaluate_run(workdir: str, noise=NOISE, factors=FACTORS) -> list[dict]:
     config = ml_collections.ConfigDict(json.load(f))
   with open(os.path.join(workdir, "results.json")) as f:
     results = json.load(f)
-  dataset = load_dataset(config.dataset, config.data, config.seed)
+  dataset = load_dataset(config.dataset, config.data, config.data.seed)
   test = dataset.test
   predict_fn = predictor_for(config, workdir, results, dataset.image_shape)
   rows = []

@@ -43,6 +43,9 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data.image_size = 50 if dataset == "luna" else int(dataset[len("hip"):].split("_")[0])
   c.data.include_rotated = False    # add the patch set's unlisted rotated positives to train
   c.data.val_fraction = 0.1         # of train, held out for model selection when no test split
+  # Seed of the data split, the hold-out and the subsampling. None: `seed`. Pinned, several model
+  # seeds (init, batch order, augmentation) share one split (the grid runner pins it to 0).
+  c.data.seed = config_dict.placeholder(int)
   c.data.synthetic_train = 1500     # caps on the embedded synthetic splits
   c.data.synthetic_test = 500
   # Raw LUNA16 layout (subset*/ + candidates*.csv) and the embedded synthetic CT volumes:
@@ -113,6 +116,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.eval_batch_size = min(c.eval_batch_size, 60)
     if c.num_epochs is None:
       c.num_epochs = 1
+  if c.data.seed is None:
+    c.data.seed = c.seed
   if c.num_epochs is None:
     c.num_epochs = c.synthetic_num_epochs if not c.data.dir else PAPER_EPOCHS
   if c.device_resident is None:

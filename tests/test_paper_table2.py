@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -24,6 +25,8 @@ def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, caplog):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   table = open(os.path.join(workdir, "table2.md")).read()
   assert "| luna | synthetic |" in table and "(paper 92.5)" in table
+  with open(os.path.join(workdir, "luna_cnn", "seed1", "results.json")) as f:
+    assert json.load(f)["stacked_seeds"] == [0, 1]  # both seeds in one vmapped step
   stamp = os.path.getmtime(os.path.join(workdir, "luna_cnn", "seed1", "results.json"))
   again = paper_table2.main(args)
   assert os.path.getmtime(os.path.join(workdir, "luna_cnn", "seed1", "results.json")) == stamp

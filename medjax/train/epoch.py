@@ -6,20 +6,29 @@
   so the paper's batch-20 setting is not bound by Python dispatch.
 
 Both take the batch order from `epoch_indices`, and the step's randomness from
-`fold_in(rng, state.step)`, so for the same seed they train the same model.
+`fold_in(rng, state.step)`, so for the same seed they train the same model. With a sequence of
+seeds, each step gets one batch per seed ([n_seeds, batch, ...]) for a vmapped step over stacked
+states (`medjax.train.seeds`); each model sees the order it would see alone.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from medjax.data import Split, epoch_indices
+
+
+def step_indices(n: int, batch_size: int, *, seed: int | Sequence[int], epoch: int) -> np.ndarray:
+  """[steps, batch] indices for one seed, [steps, n_seeds, batch] for a sequence of seeds."""
+  if isinstance(seed, (int, np.integer)):
+    return epoch_indices(n, batch_size, seed=int(seed), epoch=epoch)
+  return np.stack([epoch_indices(n, batch_size, seed=s, epoch=epoch) for s in seed], axis=1)
 
 
 class HostEpochs:
@@ -33,7 +42,7 @@ class HostEpochs:
 
   def run(self, state, epoch: int, rng) -> Iterator[tuple[object, list[dict]]]:
     pending = []
-    for idx in epoch_indices(len(self.split), self.batch_size, seed=self.seed, epoch=epoch):
+    for idx in step_indices(len(self.split), self.batch_size, seed=self.seed, epoch=epoch):
       batch = {"image": self.split.images[idx], "label": self.split.labels[idx]}
       state, metrics = self.step_fn(state, self.place_batch(batch), rng)
       pending.append(metrics)
@@ -88,11 +97,11 @@ class DeviceEpochs:
                         donate_argnums=0)
 
   def run(self, state, epoch: int, rng) -> Iterator[tuple[object, list[dict]]]:
-    idx = epoch_indices(self.split_len, self.batch_size, seed=self.seed, epoch=epoch)
+    idx = step_indices(self.split_len, self.batch_size, seed=self.seed, epoch=epoch)
     padded = self.n_chunks * self.chunk
     valid = np.arange(padded) < len(idx)
-    idx = np.concatenate([idx, np.zeros((padded - len(idx), self.batch_size), np.int32)])
-    idx = idx.reshape(self.n_chunks, self.chunk, self.batch_size)
+    idx = np.concatenate([idx, np.zeros((padded - len(idx), *idx.shape[1:]), np.int32)])
+    idx = idx.reshape(self.n_chunks, self.chunk, *idx.shape[1:])
     valid = valid.reshape(self.n_chunks, self.chunk)
     for c in range(self.n_chunks):
       state, stacked = self.scan(state, self.images, self.labels, idx[c], valid[c], rng)

@@ -151,15 +151,21 @@ def validate(config, dataset: Dataset, eval_fn, state, metric_name: str):
   without a validation split. An undefined metric (AUC with one class) falls back to accuracy."""
   if dataset.val is None:
     return {}, None
-  probs = predict(eval_fn, state, dataset.val, config.eval_batch_size)
-  val = metrics_lib.classification_metrics(dataset.val.labels, probs, seed=config.seed)
+  return val_metrics(config, dataset.val.labels,
+                     predict(eval_fn, state, dataset.val, config.eval_batch_size), metric_name)
+
+
+def val_metrics(config, labels: np.ndarray, probs: np.ndarray, metric_name: str):
+  """`validate` from the validation split's P(positive)."""
+  val = metrics_lib.classification_metrics(labels, probs, seed=config.seed)
   value = val[config.checkpoint_metric]
   return ({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"},
           {metric_name: value if value is not None else val["accuracy"]})
 
 
 def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
-  """P(positive) for every example; the last batch is padded so eval compiles once."""
+  """P(positive) for every example ([..., n]: eval_fn may return [..., batch, K], e.g. one row
+  per stacked model); the last batch is padded so eval compiles once."""
   probs = []
   for start in range(0, len(split), batch_size):
     images = split.images[start:start + batch_size]
@@ -167,8 +173,8 @@ def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
     if n < batch_size:
       images = np.concatenate([images, np.zeros((batch_size - n, *images.shape[1:]),
                                                 images.dtype)])
-    probs.append(np.asarray(eval_fn(state, {"image": images}))[:n, 1])
-  return np.concatenate(probs)
+    probs.append(np.asarray(eval_fn(state, {"image": images}))[..., :n, 1])
+  return np.concatenate(probs, axis=-1)
 
 
 def _mean_metrics(history: list[dict]) -> dict[str, float]:
