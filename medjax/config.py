@@ -62,7 +62,7 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data.workers = 0                # volume-reading processes (0: one per core, up to 8)
   c.data.cache = True               # keep prepared patches as .npz in the medjax cache dir
   # Hip X-ray folders (labels.csv or positive/ + negative/) and the embedded synthetic ones:
-  c.data.synthetic_n = 300          # synthetic radiographs (balanced)
+  c.data.synthetic_n = 1000         # synthetic radiographs (balanced; generated once, ~1 min)
   c.data.pad = "border"             # pad to square keeping the aspect: "border" mean, "zero"
   c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
   c.data.max_test = config_dict.placeholder(int)
@@ -111,6 +111,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.model_size = "tiny"
     c.data.synthetic_train = min(c.data.synthetic_train, 240)
     c.data.synthetic_test = min(c.data.synthetic_test, 120)
+    c.data.synthetic_n = min(c.data.synthetic_n, 300)
     c.data.max_train = c.data.max_train or 240
     c.data.max_test = c.data.max_test or 120
     c.eval_batch_size = min(c.eval_batch_size, 60)
