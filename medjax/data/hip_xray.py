@@ -391,5 +391,4 @@ def load_hip(data_config, seed: int, *, crop: bool, size: int) -> Dataset:
                 "patients for val_fraction", source, len(val))
   dataset = Dataset(f"hip{size}_{'crop' if crop else 'full'}", train=train, test=test,
                     val=val if len(val) else None, synthetic=synthetic, source=source)
-  log.info("%s", dataset.summary())
   return dataset
