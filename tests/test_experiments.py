@@ -133,8 +133,9 @@ def test_cnn_learns_the_synthetic_task(learned):
 def test_bfloat16_reaches_the_accuracy_of_float32(learned):
   fp32, bf16 = learned["float32"][0]["test"], learned["bfloat16"][0]["test"]
   assert learned["bfloat16"][0]["dtype"] == "bfloat16"
-  assert abs(bf16["accuracy"] - fp32["accuracy"]) < 0.03, (bf16, fp32)
-  assert abs(bf16["auc"] - fp32["auc"]) < 0.03
+  # bf16 must not lose accuracy; it may land higher (AUC on 500 test patches varies by ~0.02).
+  assert bf16["accuracy"] > fp32["accuracy"] - 0.03, (bf16, fp32)
+  assert bf16["auc"] > fp32["auc"] - 0.03, (bf16, fp32)
 
 
 def test_config_validation_messages():
