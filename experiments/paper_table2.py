@@ -6,8 +6,9 @@
 
 Each cell runs its experiment (experiments/<cell>.py) into <workdir>/<cell>/seed<k>; seeds with
 a results.json are not re-run. Every seed and model of a dataset uses one data split
-(--data_seed); the seeds vary init, batch order and augmentation. The seeds of a CNN or ResNet
-cell train together in one vmapped step (medjax.train.seeds), the DBN's and SGAN's one by one. Real data where a --*_dir flag points to it, the embedded
+(--data_seed); the seeds vary init, batch order and augmentation. On a GPU/TPU the seeds of a
+CNN or ResNet cell train together in one vmapped step (medjax.train.seeds; --stack=on|off
+overrides), the DBN's and SGAN's, and all of them on a CPU, one by one. Real data where a --*_dir flag points to it, the embedded
 synthetic data otherwise (marked in the table). Writes <workdir>/table2.md, table2.csv (accuracy
 mean +- std, AUC, sensitivity, specificity, the paper's accuracy beside each) and
 confusion_matrices.png (all cells, seed 0, like the paper's Fig. 6).
@@ -68,9 +69,9 @@ def cell_config(cell: str, *, smoke: bool, data_dirs: dict, epochs: int | None,
 
 
 def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dirs: dict,
-             epochs: int | None, stack: bool = True, data_seed: int = 0) -> list[dict]:
+             epochs: int | None, stack: bool | None = None, data_seed: int = 0) -> list[dict]:
   """Each seed's results.json content, training the seeds that have none (CNN and ResNet seeds
-  together in one vmapped step unless `stack` is off)."""
+  together in one vmapped step when `stack`; None: on GPU/TPU, not on CPU)."""
   from experiments import _runner
   paths = {s: os.path.join(workdir, cell, f"seed{s}") for s in seeds}
   done = {}
@@ -84,12 +85,10 @@ def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dir
   if todo:
     config = cell_config(cell, smoke=smoke, data_dirs=data_dirs, epochs=epochs,
                          data_seed=data_seed)
-    groups = [todo] if stack else [[s] for s in todo]
-    for group in groups:
-      log.info("%s seed(s) %s: training into %s", cell, group,
-               ", ".join(paths[s] for s in group))
-      for s, r in zip(group, _runner.run_seeds(config, group, [paths[s] for s in group])):
-        done[s] = r
+    log.info("%s seed(s) %s: training into %s", cell, todo, ", ".join(paths[s] for s in todo))
+    for s, r in zip(todo, _runner.run_seeds(config, todo, [paths[s] for s in todo],
+                                            stack=stack)):
+      done[s] = r
   return [done[s] for s in seeds]
 
 
@@ -195,8 +194,9 @@ def main(argv=None) -> list[dict]:
   p.add_argument("--hip_dir", default=None, help="hip X-ray folder")
   p.add_argument("--data_seed", type=int, default=0,
                  help="seed of the data split, shared by every seed and model")
-  p.add_argument("--no_stack", action="store_true",
-                 help="train the seeds of a CNN/ResNet cell one by one, not in one vmapped step")
+  p.add_argument("--stack", choices=("auto", "on", "off"), default="auto",
+                 help="train the seeds of a CNN/ResNet cell in one vmapped step (auto: on GPU/TPU, "
+                      "off on CPU, where it is slower)")
   args = p.parse_args(argv)
   from experiments._runner import enable_compilation_cache, setup_logging
   setup_logging()
@@ -210,7 +210,8 @@ def main(argv=None) -> list[dict]:
   for n, cell in enumerate(cells, 1):
     log.info("[%d/%d] %s", n, len(cells), cell)
     results[cell] = run_cell(cell, seeds, workdir, smoke=args.smoke, data_dirs=data_dirs,
-                             epochs=args.epochs, stack=not args.no_stack,
+                             epochs=args.epochs,
+                             stack={"auto": None, "on": True, "off": False}[args.stack],
                              data_seed=args.data_seed)
   rows = summarize(results)
   write_tables(rows, workdir)

@@ -17,7 +17,7 @@ def test_cells_follow_the_paper_grid():
 
 def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, caplog):
   workdir = str(tmp_path / "grid")
-  args = ["--smoke", "--cells=luna_cnn", "--seeds=0,1", f"--workdir={workdir}"]
+  args = ["--smoke", "--cells=luna_cnn", "--seeds=0,1", f"--workdir={workdir}", "--stack=on"]
   rows = paper_table2.main(args)
   assert [r["cell"] for r in rows] == ["luna_cnn"] and rows[0]["seeds"] == 2
   assert rows[0]["data"] == "synthetic" and rows[0]["paper_accuracy"] == pytest.approx(0.925)

@@ -58,7 +58,7 @@ def test_stacked_seeds_train_what_each_seed_trains_alone(single_runs, tmp_path,
   _, single = single_runs
   config = _config(device_resident=device_resident)
   workdirs = _runner.seed_workdirs(str(tmp_path), [0, 1])
-  results = _runner.run_seeds(config, [0, 1], workdirs)
+  results = _runner.run_seeds(config, [0, 1], workdirs, stack=True)
   for seed, r, workdir in zip((0, 1), results, workdirs):
     alone, alone_dir = single[seed]
     assert r["seed"] == seed and r["stacked_seeds"] == [0, 1]
@@ -74,7 +74,7 @@ def test_stacked_seeds_train_what_each_seed_trains_alone(single_runs, tmp_path,
   assert not np.allclose(_losses(workdirs[0]), _losses(workdirs[1]))
   if not device_resident:
     # The same seeds again: both restore their last epoch and nothing is retrained.
-    again = _runner.run_seeds(config, [0, 1], workdirs)
+    again = _runner.run_seeds(config, [0, 1], workdirs, stack=True)
     for a, b, workdir in zip(results, again, workdirs):
       assert a["test"] == b["test"] and len(_losses(workdir)) == 2
 
@@ -100,3 +100,12 @@ def test_bad_requests_are_refused(tmp_path):
   with pytest.raises(ValueError, match="not 'dbn'"):
     train_seeds(config_lib.resolve(dbn), [0, 1], [str(tmp_path / "a"), str(tmp_path / "b")],
                 None)
+
+
+def test_seeds_run_one_by_one_on_cpu_by_default(single_runs, tmp_path):
+  _, single = single_runs
+  assert not _runner.stack_by_default()  # the test machine is a CPU
+  workdirs = _runner.seed_workdirs(str(tmp_path), [0, 1])
+  for seed, r in zip((0, 1), _runner.run_seeds(_config(), [0, 1], workdirs)):
+    assert "stacked_seeds" not in r
+    assert r["test"]["confusion_matrix"] == single[seed][0]["test"]["confusion_matrix"]
