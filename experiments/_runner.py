@@ -15,6 +15,7 @@ import jax
 from medjax import config as config_lib
 from medjax.data import load_dataset
 from medjax.train.loop import results_table
+from medjax.train.seeds import config_for_seed, train_seeds
 
 log = logging.getLogger("medjax")
 
@@ -106,20 +107,13 @@ def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
   if stack is None:
     stack = stack_by_default()
   if len(seeds) == 1 or config.model not in STACKABLE or not stack:
-    return [run(_with_seed(config, s), w, overwrite=overwrite) for s, w in zip(seeds, workdirs)]
-  from medjax.train.seeds import train_seeds
+    return [run(config_for_seed(config, s), w, overwrite=overwrite)
+            for s, w in zip(seeds, workdirs)]
   dataset = load_dataset(config.dataset, config.data, config.data.seed)
   log.info("%s: seeds %s stacked, workdirs %s, %d epochs, batch %d, lr %g, %s on %s",
            config.experiment, seeds, ", ".join(workdirs), config.num_epochs, config.batch_size,
            config.learning_rate, config.dtype, jax.devices()[0].device_kind)
   return train_seeds(config, seeds, workdirs, dataset, overwrite=overwrite)
-
-
-def _with_seed(config, seed: int):
-  import copy
-  c = copy.deepcopy(config)
-  c.seed = int(seed)
-  return c
 
 
 def _with_data_seed(config, seed: int):

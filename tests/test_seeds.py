@@ -12,7 +12,7 @@ from experiments import _runner, luna_cnn
 from medjax import config as config_lib
 from medjax.data import load_dataset
 from medjax.train import loop
-from medjax.train.seeds import train_seeds
+from medjax.train.seeds import config_for_seed, train_seeds
 
 
 def _probabilities(path):
@@ -47,7 +47,7 @@ def single_runs(tmp_path_factory):
   out = {}
   for seed in (0, 1):
     workdir = str(root / f"seed{seed}")
-    c = _runner._with_seed(config, seed)
+    c = config_for_seed(config, seed)
     out[seed] = (loop.train_and_evaluate(c, workdir, dataset), workdir)
   return dataset, out
 

@@ -194,6 +194,12 @@ def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
   check_workdir_config(workdir, config_to_dict(config), overwrite)
 
 
+def epoch_bar(epoch: int, num_epochs: int, steps: int):
+  """The per-epoch progress bar, on terminals only (the per-epoch log line suffices in logs)."""
+  return tqdm(total=steps, desc=f"epoch {epoch}/{num_epochs}", unit="step", leave=False,
+              dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
+
+
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False,
                        model=None, initial_params=None,
                        extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -250,9 +256,7 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
       t0 = time.perf_counter()
       history = []
-      bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
-                 leave=False, dynamic_ncols=True, file=sys.stderr,
-                 disable=not sys.stderr.isatty())  # the per-epoch log line suffices in logs
+      bar = epoch_bar(epoch, config.num_epochs, steps_per_epoch)
       t_chunk = time.perf_counter()
       for state, chunk in epochs.run(state, epoch, train_rng):
         now = time.perf_counter()

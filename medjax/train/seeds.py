@@ -21,14 +21,12 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 import optax
-from tqdm import tqdm
 
 from medjax.data import Dataset
 from medjax.models import create_model
@@ -106,9 +104,7 @@ def train_seeds(config, seeds: Sequence[int], workdirs: Sequence[str], dataset: 
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
       t0 = time.perf_counter()
       history = []
-      bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
-                 leave=False, dynamic_ncols=True, file=sys.stderr,
-                 disable=not sys.stderr.isatty())
+      bar = loop.epoch_bar(epoch, config.num_epochs, steps_per_epoch)
       t_chunk = time.perf_counter()
       for state, chunk in epochs.run(state, epoch, rngs):
         now = time.perf_counter()
@@ -138,8 +134,9 @@ def train_seeds(config, seeds: Sequence[int], workdirs: Sequence[str], dataset: 
       meta = {"epoch": epoch, "train_seconds": train_seconds, "timed_images": timed_images,
               "timed_seconds": timed_seconds}
       records = []
+      steps = np.asarray(state.step)  # one device fetch for all seeds
       for i, c in enumerate(configs):
-        record = {"epoch": epoch, "step": int(state.step[i]),
+        record = {"epoch": epoch, "step": int(steps[i]),
                   **{f"train_{k}": float(np.mean([h[k][i] for h in history]))
                      for k in history[0]},
                   "epoch_seconds": t_train,
