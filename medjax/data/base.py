@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import tempfile
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -123,3 +124,23 @@ def save_npz_atomic(path: str, arrays: Mapping[str, np.ndarray]) -> None:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def build_folder_atomically(root: str, marker: str, write: Callable[[str], None]) -> str:
+  """`write(folder)` into a temp folder beside `root`, then renamed to `root`: a crash never
+  leaves a half-written folder, and an existing one (its `marker` file present) is kept."""
+  if os.path.isfile(os.path.join(root, marker)):
+    return root
+  parent = os.path.dirname(os.path.abspath(root))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(root) + "_")
+  try:
+    write(os.path.join(tmp, "data"))
+    try:
+      os.rename(os.path.join(tmp, "data"), root)
+    except OSError:  # another process finished first: its copy is identical
+      if not os.path.isfile(os.path.join(root, marker)):
+        raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return root

@@ -20,12 +20,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
-from medjax.data.base import cache_dir
+from medjax.data.base import build_folder_atomically, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -267,18 +265,7 @@ def luna16_root(seed: int = 0, n_scans: int = N_SCANS, *, directory: str | None 
   """Path of the synthetic LUNA16 layout, generated on first use (atomically) and cached."""
   parent = directory or cache_dir()
   root = os.path.join(parent, f"luna16_synthetic_v{VERSION}_s{seed}_n{n_scans}")
-  if os.path.isfile(os.path.join(root, "seriesuids.csv")):
-    return root
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=".luna16_synthetic_")
-  try:
+  if not os.path.isfile(os.path.join(root, "seriesuids.csv")):
     log.info("generating %d synthetic LUNA16 CT volumes in %s...", n_scans, root)
-    write_dataset(os.path.join(tmp, "data"), seed, n_scans)
-    try:
-      os.rename(os.path.join(tmp, "data"), root)
-    except OSError:  # another process finished first: its copy is identical
-      if not os.path.isfile(os.path.join(root, "seriesuids.csv")):
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  return root
+  return build_folder_atomically(root, "seriesuids.csv",
+                                 lambda folder: write_dataset(folder, seed, n_scans))

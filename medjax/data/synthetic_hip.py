@@ -29,14 +29,12 @@ from __future__ import annotations
 import csv
 import logging
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
 from PIL import Image
 
-from medjax.data.base import cache_dir
+from medjax.data.base import build_folder_atomically, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -453,23 +451,12 @@ def generate_hip_folder(root: str, n: int = N_IMAGES, seed: int = 0) -> str:
 
   An existing complete folder is kept as is.
   """
-  if os.path.isfile(os.path.join(root, "labels.csv")):
-    return root
-  parent = os.path.dirname(os.path.abspath(root))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix=".hip_synthetic_")
-  try:
+  def write(folder: str) -> None:
     start = time.perf_counter()
-    _write_folder(os.path.join(tmp, "data"), n, seed)
+    _write_folder(folder, n, seed)
     log.info("generated %d synthetic hip X-rays in %.1f s", n, time.perf_counter() - start)
-    try:
-      os.rename(os.path.join(tmp, "data"), root)
-    except OSError:  # another process finished first: its copy is identical
-      if not os.path.isfile(os.path.join(root, "labels.csv")):
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  return root
+
+  return build_folder_atomically(root, "labels.csv", write)
 
 
 def hip_root(n: int = N_IMAGES, seed: int = 0, *, directory: str | None = None) -> str:
