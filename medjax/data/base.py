@@ -10,9 +10,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-
-class DataError(ValueError):
-  """Bad or inconsistent input data (missing files, bad labels, wrong sizes...)."""
+from medjax.errors import DataError  # re-exported: the data modules import it from here
 
 
 @dataclasses.dataclass(frozen=True)
