@@ -120,3 +120,42 @@ def test_candidates_reader_never_crashes(tmp_path, data):
   except DataError:
     return
   assert table.world.shape == (len(table), 3)
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=300), st.tuples(
+    st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "latin-1"]),
+    st.lists(st.lists(st.sampled_from(["1.2.3", "1.5", "-3", "é", "", "x", "1", "0"]),
+                      min_size=5, max_size=5), max_size=3)).map(
+        lambda c: ("seriesuid,coordX,coordY,coordZ,diameter_mm\n" +
+                   "\n".join(",".join(r) for r in c[1])).encode(c[0]))))
+def test_annotations_reader_on_any_encoding(tmp_path, data):
+  from medjax.data import luna16
+  path = tmp_path / "annotations.csv"
+  path.write_bytes(data)
+  try:
+    table = luna16.read_annotations(str(path))
+  except DataError:
+    return
+  assert table.world.shape == (len(table), 3) and (table.value >= 0).all()
+
+
+def _npz_bytes(tmp_path, cut):
+  path = tmp_path / "valid.npz"
+  np.savez(path, **{"train/images": np.zeros((2, 4, 4, 1), np.uint8),
+                    "train/labels": np.array([0, 1]), "train/names": np.array(["a", "b"])})
+  data = path.read_bytes()
+  return data[:cut % (len(data) + 1)]
+
+
+@FUZZ
+@given(data=st.one_of(st.binary(max_size=400), st.integers(0, 10**6)))
+def test_prepared_npz_reader_never_crashes(tmp_path, data):
+  from medjax.data import luna16
+  path = tmp_path / "patches.npz"
+  path.write_bytes(data if isinstance(data, bytes) else _npz_bytes(tmp_path, data))
+  try:
+    splits = luna16.load_splits(str(path))
+  except DataError:
+    return
+  assert splits["train"].images.shape == (2, 4, 4, 1)

@@ -1,5 +1,7 @@
 import logging
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,6 +21,24 @@ def root(tmp_path_factory):
 def _options(**kw):
   kw.setdefault("val_fraction", 0.0)
   return luna16.Options(**kw)
+
+
+def _tiny_root(path, shape=(6, 40, 40)):
+  """A minimal raw layout: subset0 and subset1, one random volume each, 3 candidates per scan."""
+  rows = []
+  for i in range(2):
+    uid = f"1.2.{i}"
+    os.makedirs(path / f"subset{i}")
+    volume = np.random.default_rng(i).integers(-1000, 400, shape).astype(np.int16)
+    luna16.write_metaimage(str(path / f"subset{i}" / f"{uid}.mhd"), volume, (0, 0, 0), (1, 1, 1),
+                           np.eye(3))
+    rows += [f"{uid},20,20,3,1", f"{uid},10,10,2,0", f"{uid},30,25,4,0"]
+  (path / "candidates.csv").write_text("seriesuid,coordX,coordY,coordZ,class\n" +
+                                       "\n".join(rows) + "\n")
+  return str(path)
+
+
+_TINY = dict(size=8, val_fraction=0.0)
 
 
 # --- geometry ----------------------------------------------------------------------------------
@@ -99,6 +119,17 @@ def test_good_csv_keeps_rows_and_extra_columns_are_ignored(tmp_path):
   assert t.seriesuid.tolist() == ["a", "b"] and t.row.tolist() == [0, 1]
   np.testing.assert_array_equal(t.world[1], [-1, -2, -3])
   assert t.value.tolist() == [4.5, 10.0]
+
+
+def test_csv_saved_by_excel_with_a_bom_reads_and_utf16_is_named(tmp_path):
+  path = tmp_path / "candidates.csv"
+  path.write_bytes("seriesuid,coordX,coordY,coordZ,class\r\n1.2.3,1,2,3,1\r\n"
+                   .encode("utf-8-sig"))
+  t = luna16.read_candidates(str(path))
+  assert t.seriesuid.tolist() == ["1.2.3"] and t.value.tolist() == [1]
+  path.write_bytes("seriesuid,coordX,coordY,coordZ,class\n1.2.3,1,2,3,1\n".encode("utf-16"))
+  with pytest.raises(DataError, match=r"candidates.csv: not a UTF-8 CSV text file"):
+    luna16.read_candidates(str(path))
 
 
 def _write_volume(path, shape=(4, 6, 5)):
@@ -232,7 +263,7 @@ def test_prepared_patches_cache_and_load_without_the_raw_data(root, tmp_path, mo
   first = luna16.prepare(root, _options(slices=3), workers=1)
   assert first["train"].images.shape[1:] == (50, 50, 3)
   [cached] = os.listdir(tmp_path / "cache")
-  monkeypatch.setattr(luna16, "run_tasks", None)  # a second call must not touch the volumes
+  monkeypatch.setattr(luna16.pool, "run_tasks", None)  # a second call must not touch the volumes
   again = luna16.prepare(root, _options(slices=3), workers=1)
   np.testing.assert_array_equal(first["test"].images, again["test"].images)
   assert again["test"].meta["seriesuid"].tolist() == first["test"].meta["seriesuid"].tolist()
@@ -241,6 +272,48 @@ def test_prepared_patches_cache_and_load_without_the_raw_data(root, tmp_path, mo
   config.data.dir = str(tmp_path / "cache" / cached)
   data = load_dataset("luna", config.data, seed=0)
   assert len(data.test) == len(first["test"]) and data.train.meta is not None
+
+
+def test_cache_is_rebuilt_when_a_volume_changes(tmp_path, monkeypatch):
+  monkeypatch.setenv("MEDJAX_CACHE_DIR", str(tmp_path / "cache"))
+  root = _tiny_root(tmp_path / "luna")
+  first = luna16.prepare(root, _options(**_TINY), workers=1)
+  raw = tmp_path / "luna" / "subset1" / "1.2.1.raw"  # train scan; same size, other voxels
+  raw.write_bytes(np.full(6 * 40 * 40, 300, np.int16).tobytes())
+  stat = os.stat(raw)
+  os.utime(raw, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+  again = luna16.prepare(root, _options(**_TINY), workers=1)
+  assert not np.array_equal(again["train"].images, first["train"].images)
+  np.testing.assert_array_equal(
+      again["train"].images, luna16.prepare(root, _options(**_TINY), cache=False,
+                                            workers=1)["train"].images)
+  np.testing.assert_array_equal(again["test"].images, first["test"].images)
+  assert len(os.listdir(tmp_path / "cache")) == 2
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, "-m", "medjax.data.luna16", *args], capture_output=True,
+                        text=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+                        env={**os.environ, "MEDJAX_DEBUG": ""})
+
+
+def test_cli_failure_keeps_the_old_output_and_prints_one_error_line(tmp_path):
+  root = _tiny_root(tmp_path / "luna")
+  out = tmp_path / "out" / "patches.npz"
+  ok = _cli(root, str(out), "--size=8", "--val_fraction=0", "--workers=1")
+  assert ok.returncode == 0, ok.stderr
+  assert "train: 3 patches (1 positive, 2 negative)" in ok.stdout
+  assert luna16.load_splits(str(out))["test"].images.shape == (3, 8, 8, 1)
+  before = out.read_bytes()
+  raw = tmp_path / "luna" / "subset1" / "1.2.1.raw"
+  raw.write_bytes(raw.read_bytes()[:100])  # fails while cutting, in a worker process
+  failed = _cli(root, str(out), "--size=8", "--val_fraction=0", "--workers=2")
+  assert failed.returncode == 2
+  assert failed.stderr == f"error: {raw} is truncated: 100 bytes, expected 19,200 for DimSize " \
+      "40 40 6 of MET_SHORT\n"
+  assert out.read_bytes() == before and os.listdir(out.parent) == ["patches.npz"]
+  usage = _cli(root)
+  assert usage.returncode == 2 and usage.stderr.startswith("error: expected LUNA16_DIR OUT.npz")
 
 
 def test_load_luna_detects_the_raw_layout(root, tmp_path, monkeypatch):
