@@ -66,6 +66,12 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data.pad = "border"             # pad to square keeping the aspect: "border" mean, "zero"
   c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
   c.data.max_test = config_dict.placeholder(int)
+  # Duplicates (the same file, or the same bytes under another name) within or across splits
+  # are an error; True only logs them, for someone who really means to keep them.
+  c.data.allow_duplicates = False
+  # Bits per pixel of 16-bit images (e.g. 12 for 12-bit X-rays stored in 16 bits). None: the
+  # depth the file declares (PNG sBIT, DICOM BitsStored), else the full 16 bits.
+  c.data.bit_depth = config_dict.placeholder(int)
 
   model_defaults = _model_config(model)
   if model_defaults is not None:

@@ -27,13 +27,16 @@ def _write_patch_folder(root, entries, split="train"):
 
 
 def _img(h=50, w=50, value=100):
+  """A flat image: give each file its own value, as identical bytes are a duplicate."""
   return np.full((h, w), value, np.uint8)
 
 
 def test_patch_folder_skips_wrong_size_with_warning(tmp_path, caplog):
-  _write_patch_folder(tmp_path, [("image_1.jpg", 0, _img()), ("image_2.jpg", 1, _img(47, 50)),
-                                 ("image_3.jpg", 1, _img())])
-  _write_patch_folder(tmp_path, [("image_4.jpg", 0, _img()), ("image_5.jpg", 1, _img())], "val")
+  _write_patch_folder(tmp_path, [("image_1.jpg", 0, _img(value=1)),
+                                 ("image_2.jpg", 1, _img(47, 50, 2)),
+                                 ("image_3.jpg", 1, _img(value=3))])
+  _write_patch_folder(tmp_path, [("image_4.jpg", 0, _img(value=4)),
+                                 ("image_5.jpg", 1, _img(value=5))], "val")
   with caplog.at_level(logging.WARNING):
     splits = luna16_patches.load_patch_folder(str(tmp_path))
   assert sorted(splits) == ["train", "val"]
@@ -43,7 +46,8 @@ def test_patch_folder_skips_wrong_size_with_warning(tmp_path, caplog):
 
 
 def test_patch_folder_rotated_copies_are_optional(tmp_path):
-  _write_patch_folder(tmp_path, [("image_7.jpg", 1, _img()), ("image_8.jpg", 0, _img())])
+  _write_patch_folder(tmp_path, [("image_7.jpg", 1, _img(value=7)),
+                                 ("image_8.jpg", 0, _img(value=8))])
   Image.fromarray(_img(value=1)).save(tmp_path / "train" / "image_1000007.jpg")
   Image.fromarray(_img(value=2)).save(tmp_path / "train" / "image_2000007.jpg")
   Image.fromarray(_img(value=3)).save(tmp_path / "train" / "image_1000008.jpg")  # negative: never
@@ -78,8 +82,9 @@ def test_missing_or_foreign_data_dir_is_a_clear_error(tmp_path):
 
 
 def test_split_without_positives_is_refused(tmp_path):
-  _write_patch_folder(tmp_path, [(f"image_{i}.jpg", 0, _img()) for i in range(4)])
-  _write_patch_folder(tmp_path, [("image_9.jpg", 0, _img()), ("image_10.jpg", 1, _img())], "val")
+  _write_patch_folder(tmp_path, [(f"image_{i}.jpg", 0, _img(value=i)) for i in range(4)])
+  _write_patch_folder(tmp_path, [("image_9.jpg", 0, _img(value=9)),
+                                 ("image_10.jpg", 1, _img(value=10))], "val")
   config = config_lib.base_config("luna", "cnn")
   config.data.dir = str(tmp_path)
   with pytest.raises(DataError, match="train split has no positive examples"):

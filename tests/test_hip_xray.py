@@ -220,10 +220,10 @@ def test_preprocessed_images_are_cached(tmp_path, monkeypatch):
   root = _write_csv_folder(tmp_path, 6)
   first = hip_xray.load_hip(_config(root), 0, crop=True, size=32)
 
-  def fail(path):
+  def fail(*args, **kwargs):
     raise AssertionError("read despite the cache")
 
-  monkeypatch.setattr(hip_xray, "read_image", fail)
+  monkeypatch.setattr(hip_xray, "_read_pixels", fail)
   again = hip_xray.load_hip(_config(root), 0, crop=True, size=32)
   np.testing.assert_array_equal(first.test.images, again.test.images)
   with pytest.raises(AssertionError):  # another variant is another cache entry

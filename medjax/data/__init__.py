@@ -51,7 +51,8 @@ def load_luna(data_config, seed: int) -> Dataset:
     splits, source = luna16.load_splits(root), root
   elif root and os.path.isfile(luna16_patches.label_file(root, "train")):
     splits = luna16_patches.load_patch_folder(
-        root, image_size=data_config.image_size, include_rotated=data_config.include_rotated)
+        root, image_size=data_config.image_size, include_rotated=data_config.include_rotated,
+        allow_duplicates=data_config.allow_duplicates, bit_depth=data_config.bit_depth)
     source = root
   elif root and os.path.isdir(root) and luna16.is_raw_layout(root):
     splits = luna16.prepare(root, luna16.Options.from_config(data_config, seed),

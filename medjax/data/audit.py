@@ -43,7 +43,8 @@ def _gray(split_or_images) -> np.ndarray:
   images = np.asarray(images)
   if images.ndim == 4:  # [N, H, W, C]: the centre channel
     images = images[..., images.shape[-1] // 2]
-  return images.astype(np.float32)
+  # Pixel values 0..255 either way (float images, e.g. from 16-bit files, lie in [0, 1]).
+  return images.astype(np.float32) * (1 if images.dtype == np.uint8 else 255)
 
 
 def _blur(images: np.ndarray, sigma: float) -> np.ndarray:
@@ -197,7 +198,7 @@ def _load(spec: str) -> dict[str, Split]:
     splits = load_splits(path)
   else:
     from medjax.data.luna16_patches import load_patch_folder
-    splits = load_patch_folder(path)
+    splits = load_patch_folder(path, allow_duplicates=True)  # exact copies are what we count
   if split:
     if split not in splits:
       raise DataError(f"{path} has no split {split!r}; it has {', '.join(splits)}")

@@ -1,12 +1,15 @@
 """A user's own hip X-ray folder as the paper's four variants: cropped or full, 128 or 256 pixels.
 
 Two layouts (the paper's set is private, so medjax reads the user's):
-  - `labels.csv` with columns `path,label` (label 1 = fracture), optionally a crop box
-    `x0,y0,x1,y1` in original pixels (x1, y1 exclusive) and a `patient` column; other columns
-    are ignored. Paths are relative to the folder.
+  - `labels.csv` (UTF-8, or UTF-16 with a BOM) with columns `path,label` (label 1 = fracture),
+    optionally a crop box `x0,y0,x1,y1` in original pixels (x1, y1 exclusive), a `patient`
+    column and a `split` column (train/val/test); other columns are ignored. Paths are relative
+    to the folder.
   - no CSV: class sub-folders `positive/` and `negative/` (searched recursively); no crop boxes.
-Images: PNG or JPEG, 8 or 16 bit (scaled to [0, 1] by the range of their dtype, so 16-bit
-precision is kept until the final 8-bit quantisation), and DICOM when pydicom is installed.
+Images: PNG or JPEG, 8 or 16 bit, and DICOM when pydicom is installed. 16-bit images are scaled
+to [0, 1] by `data.bit_depth`, else the depth the file declares (PNG sBIT, DICOM BitsStored),
+else 65535, so their precision is kept until the final 8-bit quantisation; images using under
+1/16 of that range are logged with the fix.
 
 Preprocessing, as small functions: `read_image` -> `crop_to_box` (cropped variants) ->
 `pad_to_square` -> `resize` -> `to_uint8`. Images are padded to a square, never stretched, so
@@ -14,8 +17,10 @@ anatomy keeps its aspect ratio. Augmentation (flips, small translations) is not 
 training step applies it on device, to training batches only.
 
 Splits are stratified and seeded: by image, or by patient when the CSV has a `patient` column
-(no patient then appears in two splits). Preprocessed images are cached as .npz, keyed by the
-file list (with sizes and modification times) and the variant.
+(no patient then appears in two splits); a `split` column is used as given instead. A file
+listed twice or the same bytes under two names is a DataError (`data.allow_duplicates=True`
+keeps them, in one split when medjax splits). Preprocessed images and file hashes are cached as
+.npz, keyed by the file list (with sizes and modification times) and the variant.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -30,12 +36,13 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medjax.data import checks
 from medjax.data.base import DataError, Dataset, Split, check_both_classes, save_npz_atomic
 from medjax.data.base import cache_dir
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: 16-bit images scaled by their bit depth
 SIZES = (128, 256)  # the paper's
 LABELS_CSV = "labels.csv"
 CLASS_FOLDERS = (("negative", 0), ("positive", 1))
@@ -43,61 +50,74 @@ BOX_COLUMNS = ("x0", "y0", "x1", "y1")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 VAL_FRACTION, TEST_FRACTION = 0.1, 0.2  # load_hip's defaults (and the TFDS builder's)
+SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-  """One listed image: path relative to the folder, label, optional crop box and patient."""
+  """One listed image: path relative to the folder, label, optional crop box, patient and split."""
   path: str
   label: int
   box: tuple[int, int, int, int] | None = None
   patient: str | None = None
+  split: str | None = None
 
 
 def read_labels_csv(path: str) -> list[Entry]:
-  """Parses labels.csv; raises DataError naming the line of the first bad row."""
-  with open(path, newline="", encoding="utf-8-sig") as f:
-    reader = csv.reader(f)
-    header = [c.strip().lower() for c in next(reader, [])]
-    missing = [c for c in ("path", "label") if c not in header]
-    if missing:
-      raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
-                      f"(expected path,label[,x0,y0,x1,y1][,patient]; found {','.join(header)})")
-    has_box = [c in header for c in BOX_COLUMNS]
-    if any(has_box) and not all(has_box):
-      raise DataError(f"{path}: a crop box needs all of {','.join(BOX_COLUMNS)}; found only "
-                      f"{','.join(c for c, h in zip(BOX_COLUMNS, has_box) if h)}")
-    col = {name: header.index(name) for name in header}
-    entries, seen = [], set()
-    for lineno, row in enumerate(reader, 2):
-      if not any(cell.strip() for cell in row):
-        continue
-      row = [cell.strip() for cell in row] + [""] * (len(header) - len(row))
-      where = f"{path}:{lineno}"
-      rel, label = row[col["path"]], row[col["label"]]
-      if not rel:
-        raise DataError(f"{where}: empty path")
-      if label not in ("0", "1"):
-        raise DataError(f"{where}: label must be 0 or 1, got {label!r}")
-      if rel in seen:
-        raise DataError(f"{where}: {rel} is listed twice")
-      seen.add(rel)
-      box = None
-      if all(has_box):
-        cells = [row[col[c]] for c in BOX_COLUMNS]
-        if any(cells):
-          try:
-            box = tuple(int(round(float(c))) for c in cells)
-          except ValueError:
-            raise DataError(f"{where}: crop box must be four numbers x0,y0,x1,y1, "
-                            f"got {cells}") from None
-      patient = None
-      if "patient" in col:
-        patient = row[col["patient"]]
-        if not patient:
-          raise DataError(f"{where}: empty patient (the patient column splits by patient: fill it "
-                          "for every row, or drop the column to split by image)")
-      entries.append(Entry(rel, int(label), box, patient))
+  """Parses labels.csv; raises DataError naming the line of the first bad row.
+
+  A file listed twice with two labels is an error here; listed twice with one label, it is left
+  to `check_duplicates` (data.allow_duplicates may keep it).
+  """
+  reader = csv.reader(io.StringIO(checks.read_text(path), newline=""))
+  header = [c.strip().lower() for c in next(reader, [])]
+  missing = [c for c in ("path", "label") if c not in header]
+  if missing:
+    raise DataError(f"{path}: missing column(s) {', '.join(missing)} (expected "
+                    f"path,label[,x0,y0,x1,y1][,patient][,split]; found {','.join(header)})")
+  has_box = [c in header for c in BOX_COLUMNS]
+  if any(has_box) and not all(has_box):
+    raise DataError(f"{path}: a crop box needs all of {','.join(BOX_COLUMNS)}; found only "
+                    f"{','.join(c for c, h in zip(BOX_COLUMNS, has_box) if h)}")
+  col = {name: header.index(name) for name in header}
+  root = os.path.dirname(path)
+  entries, seen = [], {}
+  for row in reader:
+    if not any(cell.strip() for cell in row):
+      continue
+    row = [cell.strip() for cell in row] + [""] * (len(header) - len(row))
+    where = f"{path}:{reader.line_num}"
+    rel, label = row[col["path"]], row[col["label"]]
+    if not rel:
+      raise DataError(f"{where}: empty path")
+    if label not in ("0", "1"):
+      raise DataError(f"{where}: label must be 0 or 1, got {label!r}")
+    key = checks.same_file_key(root, rel)
+    if key in seen and seen[key][0] != label:
+      raise DataError(f"{where}: {rel} is listed twice, with labels {seen[key][0]} (line "
+                      f"{seen[key][1]}) and {label}; give each file one label")
+    seen.setdefault(key, (label, reader.line_num))
+    box = None
+    if all(has_box):
+      cells = [row[col[c]] for c in BOX_COLUMNS]
+      if any(cells):
+        try:
+          box = tuple(int(round(float(c))) for c in cells)
+        except ValueError:
+          raise DataError(f"{where}: crop box must be four numbers x0,y0,x1,y1, "
+                          f"got {cells}") from None
+    patient = None
+    if "patient" in col:
+      patient = row[col["patient"]]
+      if not patient:
+        raise DataError(f"{where}: empty patient (the patient column splits by patient: fill it "
+                        "for every row, or drop the column to split by image)")
+    split = None
+    if "split" in col:
+      split = row[col["split"]].lower()
+      if split not in SPLITS:
+        raise DataError(f"{where}: split must be train, val or test, got {row[col['split']]!r}")
+    entries.append(Entry(rel, int(label), box, patient, split))
   if not entries:
     raise DataError(f"{path}: no rows")
   return entries
@@ -147,8 +167,9 @@ def to_unit(pixels: np.ndarray) -> np.ndarray:
   return np.clip(pixels, 0.0, 1.0).astype(np.float32)
 
 
-def _read_dicom(path: str) -> np.ndarray:
-  """DICOM pixels scaled by BitsStored (a 12-bit image fills [0, 1]); MONOCHROME1 inverted.
+def _read_dicom(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, int, int]:
+  """DICOM pixels scaled by BitsStored, or `bit_depth` when set (a 12-bit image fills [0, 1]);
+  MONOCHROME1 inverted. Returns (image, brightest stored value, full scale) as `_read_pixels`.
 
   The file's VOI window is not applied: the network sees the full stored range.
   """
@@ -167,29 +188,44 @@ def _read_dicom(path: str) -> np.ndarray:
     pixels = pixels.mean(axis=-1)
   if pixels.ndim != 2:
     raise DataError(f"{path}: expected one 2-D frame, got pixel array of shape {pixels.shape}")
-  bits = int(ds.get("BitsStored", 8 * pixels.dtype.itemsize))
+  bits = bit_depth or int(ds.get("BitsStored", 8 * pixels.dtype.itemsize))
   low = -(2 ** (bits - 1)) if int(ds.get("PixelRepresentation", 0)) == 1 else 0
-  image = np.clip((pixels.astype(np.float64) - low) / (2 ** bits - 1), 0, 1).astype(np.float32)
+  full = 2 ** bits - 1
+  stored = pixels.astype(np.float64) - low
+  if bit_depth is not None and (stored.min() < 0 or stored.max() > full):
+    raise DataError(f"{path}: pixel values {int(pixels.min())}..{int(pixels.max())} do not fit "
+                    f"data.bit_depth={bit_depth}; set the depth the data has, or unset it")
+  image = np.clip(stored / full, 0, 1).astype(np.float32)
   if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":  # low values are bright
     image = 1.0 - image
-  return image
+  return image, int(stored.max()), full
 
 
-def read_image(path: str) -> np.ndarray:
-  """A grayscale image as float32 [H, W] in [0, 1] (colour is converted to luminance)."""
+def _read_pixels(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, int, int]:
+  """(float32 [H, W] in [0, 1], brightest stored value, full scale); the last two are 0 for
+  8-bit images. 16-bit PNG/TIFF: scaled by `checks.full_scale` (bit_depth, else PNG sBIT)."""
   if path.lower().endswith(DICOM_SUFFIXES):
-    return _read_dicom(path)
+    return _read_dicom(path, bit_depth)
   try:
-    with Image.open(path) as im:
-      if im.mode.startswith("I;16"):
-        return to_unit(np.asarray(im).astype(np.uint16))
-      if im.mode == "I":  # 16-bit PNGs on some Pillow versions: values are 0..65535
-        return to_unit(np.clip(np.asarray(im), 0, 65535).astype(np.uint16))
-      return to_unit(np.asarray(im.convert("L"), dtype=np.uint8))
+    with open(path, "rb") as f:
+      data = f.read()
+    with Image.open(io.BytesIO(data)) as im:
+      if im.mode.startswith("I;16") or im.mode == "I":
+        return checks.sixteen_bit_to_unit(np.asarray(im), where=path, configured=bit_depth,
+                                          declared=checks.png_significant_bits(data))
+      return to_unit(np.asarray(im.convert("L"), dtype=np.uint8)), 0, 0
+  except DataError:
+    raise
   except FileNotFoundError:
     raise DataError(f"listed image is missing: {path}") from None
   except (UnidentifiedImageError, OSError, ValueError) as e:
     raise DataError(f"cannot decode image {path}: {e}") from None
+
+
+def read_image(path: str, bit_depth: int | None = None) -> np.ndarray:
+  """A grayscale image as float32 [H, W] in [0, 1] (colour is converted to luminance); 16-bit
+  images scaled by `bit_depth`, else the depth the file declares, else 65535."""
+  return _read_pixels(path, checks.check_bit_depth(bit_depth))[0]
 
 
 def crop_to_box(image: np.ndarray, box, where: str = "image") -> np.ndarray:
@@ -269,18 +305,25 @@ def check_entries(root: str, entries: list[Entry], *, crop: bool) -> None:
                       f"for every image; {len(no_box)} have none, e.g. {no_box[0]}")
 
 
-def prepare_entry(root: str, entry: Entry, *, crop: bool, size: int,
-                  pad: str | float = "border") -> np.ndarray:
+def _prepare_one(root: str, entry: Entry, *, crop: bool, size: int, pad: str | float,
+                 bit_depth: int | None) -> tuple[np.ndarray, int, int]:
+  full_path = os.path.join(root, entry.path)
+  image, peak, full = _read_pixels(full_path, bit_depth)
+  return preprocess(image, entry.box, crop=crop, size=size, pad=pad, where=full_path), peak, full
+
+
+def prepare_entry(root: str, entry: Entry, *, crop: bool, size: int, pad: str | float = "border",
+                  bit_depth: int | None = None) -> np.ndarray:
   """One listed image, read and preprocessed: uint8 [size, size] (uncached)."""
-  full = os.path.join(root, entry.path)
-  return preprocess(read_image(full), entry.box, crop=crop, size=size, pad=pad, where=full)
+  return _prepare_one(root, entry, crop=crop, size=size, pad=pad,
+                      bit_depth=checks.check_bit_depth(bit_depth))[0]
 
 
-def prepare(root: str, entries: list[Entry], *, crop: bool, size: int, pad: str | float = "border",
-            cache: bool = True) -> np.ndarray:
-  """Preprocessed uint8 images [N, size, size] in the order of `entries` (cached as .npz)."""
+def _prepare(root, entries, *, crop, size, pad, cache, bit_depth):
+  """`prepare`'s images, plus each image's brightest stored value and full scale (0 for 8 bit)."""
   check_entries(root, entries, crop=crop)
-  variant = {"crop": crop, "size": size, "pad": pad}
+  bit_depth = checks.check_bit_depth(bit_depth)
+  variant = {"crop": crop, "size": size, "pad": pad, "bit_depth": bit_depth}
   path = os.path.join(cache_dir(), "hip_prepared",
                       f"{'crop' if crop else 'full'}{size}_{_cache_key(root, entries, variant)}.npz")
   names = np.asarray([e.path for e in entries])
@@ -288,17 +331,62 @@ def prepare(root: str, entries: list[Entry], *, crop: bool, size: int, pad: str 
     try:
       with np.load(path) as z:
         if np.array_equal(z["names"], names):
-          return z["images"]
+          return z["images"], z["peak"], z["full"]
     except Exception as e:  # a damaged cache is rebuilt, never trusted
       log.warning("ignoring unreadable cache %s (%s)", path, e)
   log.info("preprocessing %d hip X-rays from %s (%s, %dx%d)...", len(entries), root,
            "cropped" if crop else "full image", size, size)
   images = np.empty((len(entries), size, size), np.uint8)
+  peak, full = np.zeros(len(entries), np.int64), np.zeros(len(entries), np.int64)
   for i, e in enumerate(entries):
-    images[i] = prepare_entry(root, e, crop=crop, size=size, pad=pad)
+    images[i], peak[i], full[i] = _prepare_one(root, e, crop=crop, size=size, pad=pad,
+                                               bit_depth=bit_depth)
   if cache:
-    save_npz_atomic(path, {"images": images, "names": names})
-  return images
+    save_npz_atomic(path, {"images": images, "names": names, "peak": peak, "full": full})
+  return images, peak, full
+
+
+def prepare(root: str, entries: list[Entry], *, crop: bool, size: int, pad: str | float = "border",
+            cache: bool = True, bit_depth: int | None = None) -> np.ndarray:
+  """Preprocessed uint8 images [N, size, size] in the order of `entries` (cached as .npz)."""
+  return _prepare(root, entries, crop=crop, size=size, pad=pad, cache=cache,
+                  bit_depth=bit_depth)[0]
+
+
+def file_digests(root: str, entries: list[Entry], *, cache: bool = True) -> np.ndarray:
+  """`checks.path_digest` of each listed file, cached by path, size and modification time."""
+  paths = [os.path.join(root, e.path) for e in entries]
+  stats = [(p, os.stat(p)) for p in paths]
+  blob = json.dumps([VERSION, os.path.abspath(root),
+                     [[p, st.st_size, st.st_mtime_ns] for p, st in stats]])
+  path = os.path.join(cache_dir(), "hip_digests",
+                      hashlib.sha256(blob.encode()).hexdigest()[:24] + ".npz")
+  if cache and os.path.exists(path):
+    try:
+      with np.load(path) as z:
+        if len(z["digests"]) == len(paths):
+          return z["digests"]
+    except Exception as e:  # a damaged cache is rebuilt, never trusted
+      log.warning("ignoring unreadable cache %s (%s)", path, e)
+  digests = np.asarray([checks.path_digest(p) for p in paths])
+  if cache:
+    save_npz_atomic(path, {"digests": digests})
+  return digests
+
+
+def check_duplicates(root: str, entries: list[Entry], digests, *,
+                     allow: bool = False) -> list[checks.Finding]:
+  """`checks.check_duplicates` of the folder: files listed twice and the same bytes under two
+  names; with a `split` column also files, copies and patients shared by two splits."""
+  fixed = entries[0].split is not None
+  csv_path = os.path.join(root, LABELS_CSV)
+  whole = LABELS_CSV if os.path.isfile(csv_path) else "the class folders"
+  listed = [checks.Listed(e.split if fixed else whole, e.path, checks.same_file_key(root, e.path),
+                          e.label, str(d), patient=e.patient if fixed else None)
+            for e, d in zip(entries, digests)]
+  if fixed:  # later splits are reported against earlier ones: train, val, test
+    listed.sort(key=lambda x: SPLITS.index(x.split))
+  return checks.check_duplicates(listed, where=root, allow=allow)
 
 
 def split_indices(labels: np.ndarray, seed: int, *, val_fraction: float, test_fraction: float,
@@ -340,12 +428,64 @@ def patients_of(entries: list[Entry]) -> np.ndarray | None:
   return np.asarray([e.patient for e in entries]) if entries[0].patient is not None else None
 
 
+def groups_of(entries: list[Entry], digests=None) -> np.ndarray | None:
+  """What `split_indices` keeps together: patients (or None: each image alone), merged where
+  files have the same bytes (`digests`), so kept duplicates never straddle two splits."""
+  patients = patients_of(entries)
+  if digests is None:
+    return patients
+  parent = list(range(len(entries)))
+
+  def find(i):
+    while parent[i] != i:
+      parent[i] = parent[parent[i]]
+      i = parent[i]
+    return i
+
+  merged = False
+  for keys, is_copy in ((digests, True), (patients, False)):
+    first = {}
+    for i, key in enumerate([] if keys is None else keys):
+      j = first.setdefault(key, i)
+      a, b = find(i), find(j)
+      if a != b:
+        parent[max(a, b)] = min(a, b)
+        merged |= is_copy
+  if not merged:
+    return patients
+  roots = np.asarray([find(i) for i in range(len(entries))])
+  if patients is None:
+    return roots
+  name = {}
+  for r, p in zip(roots, patients):
+    name[r] = min(name.get(r, p), p)
+  return np.asarray([name[r] for r in roots])
+
+
 def split_entries(entries: list[Entry], seed: int, *, val_fraction: float = VAL_FRACTION,
-                  test_fraction: float = TEST_FRACTION) -> dict[str, np.ndarray]:
-  """`split_indices` of the entries' labels: by patient when they have patients, else by image."""
+                  test_fraction: float = TEST_FRACTION, digests=None) -> dict[str, np.ndarray]:
+  """Train/val/test indices of the entries.
+
+  With a `split` column: as given (when it names no val images, `val_fraction` of train is held
+  out). Else `split_indices` of the labels by `groups_of` (patients, copies kept together).
+  """
   labels = np.asarray([e.label for e in entries], np.int32)
-  return split_indices(labels, seed, val_fraction=val_fraction, test_fraction=test_fraction,
-                       patients=patients_of(entries))
+  groups = groups_of(entries, digests)
+  if entries[0].split is None:
+    return split_indices(labels, seed, val_fraction=val_fraction, test_fraction=test_fraction,
+                         patients=groups)
+  idx = {name: np.flatnonzero([e.split == name for e in entries]) for name in SPLITS}
+  for name in ("train", "test"):
+    if not len(idx[name]):
+      counts = ", ".join(f"{k} {len(v)}" for k, v in idx.items())
+      raise DataError(f"{LABELS_CSV}: the split column names no {name} images ({counts}); "
+                      "train and test are needed")
+  if not len(idx["val"]) and val_fraction > 0:
+    train = idx["train"]
+    held = split_indices(labels[train], seed, val_fraction=0.0, test_fraction=val_fraction,
+                         patients=None if groups is None else groups[train])
+    idx["train"], idx["val"] = train[held["train"]], train[held["test"]]
+  return idx
 
 
 def _option(data_config, name: str, default):
@@ -356,8 +496,9 @@ def _option(data_config, name: str, default):
 def load_hip(data_config, seed: int, *, crop: bool, size: int) -> Dataset:
   """One of the paper's hip variants from `data_config.dir`, or the embedded synthetic folder.
 
-  Reads `val_fraction`, `test_fraction`, `pad`, `cache`, `synthetic_n`, `max_train` and
-  `max_test` from `data_config` where present (defaults 0.1, 0.2, "border", True, 300, none).
+  Reads `val_fraction`, `test_fraction`, `pad`, `cache`, `synthetic_n`, `max_train`,
+  `max_test`, `allow_duplicates` and `bit_depth` from `data_config` where present (defaults
+  0.1, 0.2, "border", True, 300, none, none, False, none).
   """
   if size < 16:
     raise ValueError(f"image size must be >= 16 (the paper's are {SIZES}), got {size}")
@@ -367,21 +508,33 @@ def load_hip(data_config, seed: int, *, crop: bool, size: int) -> Dataset:
     from medjax.data import synthetic_hip
     root = synthetic_hip.hip_root(n=_option(data_config, "synthetic_n", synthetic_hip.N_IMAGES))
   entries = list_entries(root)
-  images = prepare(root, entries, crop=crop, size=size, pad=_option(data_config, "pad", "border"),
-                   cache=_option(data_config, "cache", True))
+  cache = _option(data_config, "cache", True)
+  check_entries(root, entries, crop=crop)
+  digests = file_digests(root, entries, cache=cache)
+  check_duplicates(root, entries, digests, allow=_option(data_config, "allow_duplicates", False))
+  images, peak, full_scale = _prepare(root, entries, crop=crop, size=size, cache=cache,
+                                      pad=_option(data_config, "pad", "border"),
+                                      bit_depth=_option(data_config, "bit_depth", None))
   labels = np.asarray([e.label for e in entries], np.int32)
   names = np.asarray([e.path for e in entries])
   patients = patients_of(entries)
   by_patient = patients is not None
   full = Split(images[..., None], labels, names, {"patient": patients} if by_patient else None)
-  idx = split_entries(entries, seed,
+  idx = split_entries(entries, seed, digests=digests,
                       val_fraction=_option(data_config, "val_fraction", VAL_FRACTION),
                       test_fraction=_option(data_config, "test_fraction", TEST_FRACTION))
+  for name in SPLITS:
+    depth = checks.RangeReport()
+    for i in idx[name]:
+      if full_scale[i] > 255:
+        depth.add(entries[i].path, peak[i], full_scale[i])
+    depth.warn(f"{root}: {name}")
   train, val, test = (full.take(idx[k]) for k in ("train", "val", "test"))
   from medjax.data import _subset  # stratified caps for quick runs, shared with LUNA16
   train = _subset(train, _option(data_config, "max_train", None), seed)
   test = _subset(test, _option(data_config, "max_test", None), seed)
-  kind = "by patient" if by_patient else "by image"
+  kind = "as in its split column" if entries[0].split else \
+      "by patient" if by_patient else "by image"
   source = (f"embedded synthetic hip X-rays, {len(entries)} images" if synthetic else root) + \
       f" ({'cropped' if crop else 'full image'}, split {kind})"
   for name, split in (("train", train), ("test", test)):

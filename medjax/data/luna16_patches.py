@@ -4,12 +4,15 @@ Layout (see DESIGN.md): `train/`, `val/`, `test/` folders and `traindatalabels.t
 `valdatalabels.txt`, `testdatalabels.txt` with lines `train/image_<n>.jpg <0|1>`, where <n> is
 the candidate's row in candidates.csv (V1). `train/` also holds unlisted copies of each listed
 positive rotated by 90 and 180 degrees, `image_<n+1000000>.jpg` and `image_<n+2000000>.jpg`.
+Label files are UTF-8 (a BOM is fine) or UTF-16 with a BOM.
 
 Read with Pillow and numpy only: no TensorFlow, so this works on JAX-only GPU machines.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 import os
 import re
@@ -17,6 +20,7 @@ import re
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from medjax.data import checks
 from medjax.data.base import DataError, Split, check_labels
 
 log = logging.getLogger(__name__)
@@ -34,78 +38,133 @@ def available_splits(root: str) -> list[str]:
   return [s for s in SPLITS if os.path.isfile(label_file(root, s))]
 
 
-def read_label_file(path: str) -> list[tuple[str, int]]:
-  """Parses `<relative path> <label>` lines; raises DataError naming the first bad line."""
+def _label_lines(path: str) -> list[tuple[str, int, int]]:
+  """(relative path, label, line number) of each entry; DataError naming the first bad line."""
   entries = []
-  with open(path) as f:
-    for lineno, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      parts = line.split()
-      if len(parts) != 2 or parts[1] not in ("0", "1"):
-        raise DataError(f"{path}:{lineno}: expected '<image path> <0|1>', got {line.strip()!r}")
-      entries.append((parts[0], int(parts[1])))
+  for lineno, line in enumerate(checks.read_text(path).splitlines(), 1):
+    if not line.strip():
+      continue
+    parts = line.split()
+    if len(parts) != 2 or parts[1] not in ("0", "1"):
+      raise DataError(f"{path}:{lineno}: expected '<image path> <0|1>', got {line.strip()!r}")
+    entries.append((parts[0], int(parts[1]), lineno))
   if not entries:
     raise DataError(f"{path}: no entries")
   return entries
 
 
-def _read_image(path: str) -> np.ndarray:
+def read_label_file(path: str) -> list[tuple[str, int]]:
+  """Parses `<relative path> <label>` lines (UTF-8, or UTF-16 with a BOM); raises DataError
+  naming the first bad line."""
+  return [(rel, label) for rel, label, _ in _label_lines(path)]
+
+
+def _read_image(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, str, int, int]:
+  """(pixels, digest of the file bytes, brightest pixel, full scale). 8-bit and colour images:
+  uint8 [H, W] (full scale 0); 16-bit: float32 [H, W] in [0, 1] by `checks.full_scale`."""
   try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert("L"), dtype=np.uint8)
+    with open(path, "rb") as f:
+      data = f.read()
+    with Image.open(io.BytesIO(data)) as im:
+      if im.mode.startswith("I;16") or im.mode == "I":
+        unit, raw_max, full = checks.sixteen_bit_to_unit(
+            np.asarray(im), declared=checks.png_significant_bits(data), configured=bit_depth,
+            where=path)
+        return unit, checks.file_digest(data), raw_max, full
+      return np.asarray(im.convert("L"), dtype=np.uint8), checks.file_digest(data), 0, 0
+  except DataError:
+    raise
   except FileNotFoundError:
     raise DataError(f"listed image is missing: {path}") from None
-  except (UnidentifiedImageError, OSError) as e:
+  except (UnidentifiedImageError, OSError, ValueError) as e:
     raise DataError(f"cannot decode image {path}: {e}") from None
 
 
-def load_split(root: str, split: str, *, image_size: int = 50,
-               include_rotated: bool = False) -> Split:
-  """Loads one split's listed images as uint8 [N, size, size, 1].
-
-  Images of another size are skipped with a warning (the paper's set has one 50x47 image in
-  train, which the paper dropped too). `include_rotated` adds the unlisted rotated copies of
-  listed positives (train only) where they exist.
-  """
-  entries = read_label_file(label_file(root, split))
+def _read_split(root: str, split: str, *, image_size: int, include_rotated: bool,
+                bit_depth: int | None) -> tuple[Split, list[checks.Listed]]:
+  """One split's images and, for the duplicate check, the files they came from."""
+  path = label_file(root, split)
+  entries = [(rel, label, f"{os.path.basename(path)}:{n}") for rel, label, n in _label_lines(path)]
   if include_rotated and split == "train":
     extra = []
-    for rel, label in entries:
+    for rel, label, _ in entries:
       m = _NAME.search(rel)
       if label == 1 and m:
         for off in ROTATED_OFFSETS:
           rot = os.path.join(os.path.dirname(rel), f"image_{int(m.group(1)) + off}.jpg")
           if os.path.isfile(os.path.join(root, rot)):
-            extra.append((rot, 1))
+            extra.append((rot, 1, f"rotated copy of {rel}"))
     entries += extra
-  images, labels, names, skipped = [], [], [], []
-  for rel, label in entries:
-    img = _read_image(os.path.join(root, rel))
+  images, labels, names, skipped, listed = [], [], [], [], []
+  depth = checks.RangeReport()
+  for rel, label, source in entries:
+    img, digest, raw_max, full = _read_image(os.path.join(root, rel), bit_depth)
     if img.shape != (image_size, image_size):
       skipped.append(f"{rel} ({img.shape[1]}x{img.shape[0]})")
       continue
+    listed.append(checks.Listed(split, rel, checks.same_file_key(root, rel), label, digest, source))
+    if full:
+      depth.add(rel, raw_max, full)
     images.append(img)
     labels.append(label)
     names.append(rel)
   if skipped:
     log.warning("%s: skipped %d image(s) that are not %dx%d: %s", split, len(skipped),
                 image_size, image_size, ", ".join(skipped[:5]))
+  depth.warn(f"{root}: {split}")
   if not images:
     raise DataError(f"{root}: no {image_size}x{image_size} images in split {split!r}")
   labels = np.asarray(labels, np.int32)
-  check_labels(labels, label_file(root, split))
-  return Split(np.stack(images)[..., None], labels, np.asarray(names))
+  check_labels(labels, path)
+  if any(img.dtype != np.uint8 for img in images):  # 16-bit data: float32 for the whole split
+    images = [img if img.dtype == np.float32 else img / np.float32(255) for img in images]
+  return Split(np.stack(images)[..., None], labels, np.asarray(names)), listed
 
 
-def load_patch_folder(root: str, *, image_size: int = 50,
-                      include_rotated: bool = False) -> dict[str, Split]:
-  """Loads whichever of train/val/test the folder has; train is required."""
+def _as_float(split: Split) -> Split:
+  if split.images.dtype == np.float32:
+    return split
+  return dataclasses.replace(split, images=split.images.astype(np.float32) / np.float32(255))
+
+
+def load_split(root: str, split: str, *, image_size: int = 50, include_rotated: bool = False,
+               allow_duplicates: bool = False, bit_depth: int | None = None) -> Split:
+  """Loads one split's listed images as [N, size, size, 1]: uint8, or float32 in [0, 1] when
+  the split has 16-bit images (scaled by `bit_depth`, else the PNG's sBIT, else 65535).
+
+  Images of another size are skipped with a warning (the paper's set has one 50x47 image in
+  train, which the paper dropped too). `include_rotated` adds the unlisted rotated copies of
+  listed positives (train only) where they exist. A file listed twice, or the same bytes under
+  two names, is a DataError unless `allow_duplicates` (a warning then); a file listed with
+  both labels always is.
+  """
+  data, listed = _read_split(root, split, image_size=image_size, include_rotated=include_rotated,
+                             bit_depth=checks.check_bit_depth(bit_depth))
+  checks.check_duplicates(listed, where=f"{root}: {split}", allow=allow_duplicates)
+  return data
+
+
+def load_patch_folder(root: str, *, image_size: int = 50, include_rotated: bool = False,
+                      allow_duplicates: bool = False,
+                      bit_depth: int | None = None) -> dict[str, Split]:
+  """Loads whichever of train/val/test the folder has; train is required.
+
+  Duplicates and leakage are checked within and across the splits (see `load_split`); when
+  one split has 16-bit images, every split is float32 in [0, 1].
+  """
   if not os.path.isdir(root):
     raise DataError(f"data dir does not exist: {root}")
   splits = available_splits(root)
   if "train" not in splits:
     raise DataError(f"{root} is not a LUNA16 patch folder: no {os.path.basename(label_file(root, 'train'))} "
                     f"(expected {', '.join(os.path.basename(label_file(root, s)) for s in SPLITS)})")
-  return {s: load_split(root, s, image_size=image_size, include_rotated=include_rotated)
-          for s in splits}
+  bit_depth = checks.check_bit_depth(bit_depth)
+  loaded, listed = {}, []
+  for s in splits:
+    loaded[s], files = _read_split(root, s, image_size=image_size,
+                                   include_rotated=include_rotated, bit_depth=bit_depth)
+    listed += files
+  checks.check_duplicates(listed, where=root, allow=allow_duplicates)
+  if any(split.images.dtype == np.float32 for split in loaded.values()):
+    loaded = {s: _as_float(split) for s, split in loaded.items()}
+  return loaded
