@@ -1,33 +1,45 @@
-"""LUNA16 FROC and CPM, following the challenge's evaluation rules.
+"""LUNA16 FROC and CPM, computed as the challenge's `noduleCADEvaluationLUNA16.py` computes them.
 
-- A candidate hits a nodule when its distance to the nodule's centre is below the nodule's radius.
-- Candidates that hit a finding of annotations_excluded.csv (and no counted nodule) count neither
-  as true nor as false positives (excluded findings without a diameter get 10 mm, as in the
-  official script).
-- Several hits on one nodule count once, with the highest probability; the other hits are
-  neither true nor false positives. Nodules no candidate hits still count in the sensitivity.
-- FROC: sensitivity against the mean number of false positives per scan; CPM: the mean
-  sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 false positives per scan (linear interpolation on
-  the staircase curve), with a bootstrap confidence band over scans.
+- Only the scans of the evaluated list count (the challenge's `seriesuids.csv`); marks on other
+  scans are ignored (and counted). A scan with more than 100 marks keeps only the marks strictly
+  more probable than its 101st most probable mark (marks tied at the cut all go).
+- A mark hits a finding when its squared distance to the finding's centre is below the squared
+  radius; a diameter below 0 counts as 10 mm (for nodules and excluded findings alike).
+- Marks that hit a finding of annotations_excluded.csv (and no nodule) count neither as true nor
+  as false positives. Several hits on one nodule count once, with the highest probability; the
+  other hits count neither way. Nodules no mark hits still count in the sensitivity.
+- FROC: the ROC curve of the detected nodules against the false positives (marks of equal
+  probability form one point), rescaled to FPs per scan and sensitivity; CPM: the mean of its
+  linear interpolation at 1/8, 1/4, 1/2, 1, 2, 4 and 8 FPs per scan. A bootstrap over scans gives
+  a 95% band.
 
-    python -m medjax.eval.froc --predictions=predictions_luna16.csv --annotations=annotations.csv \
+    python -m medjax.eval.froc --predictions=submission_luna16.csv --annotations=annotations.csv \
         [--excluded=annotations_excluded.csv] [--seriesuids=seriesuids.csv] [--out=DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
+import logging
+import math
 import os
+import sys
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from medjax.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+
 FP_RATES = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+FP_RATE_LABELS = ("1/8", "1/4", "1/2", "1", "2", "4", "8")
 SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
-EXCLUDED_DEFAULT_DIAMETER_MM = 10.0
+MAX_MARKS_PER_SCAN = 100
+UNKNOWN_DIAMETER_MM = 10.0  # the challenge's size for findings with a negative diameter
+CURVE_MAX_FPS = 16.0  # froc.json keeps the curve up to here: enough to interpolate up to 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,181 +50,371 @@ class Findings:
   value: np.ndarray
 
 
+def _open_text(path: str):
+  try:
+    return open(path, newline="", encoding="utf-8-sig")
+  except OSError as e:
+    raise DataError(f"cannot read {path}: {e.strerror}") from None
+
+
+def _decode_error(path: str, e: UnicodeDecodeError) -> DataError:
+  return DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})")
+
+
 def read_csv(path: str, value_column: str) -> Findings:
   """Reads seriesuid,coordX,coordY,coordZ,<value_column> rows (extra columns are ignored)."""
-  with open(path, newline="") as f:
-    reader = csv.DictReader(f)
-    need = ("seriesuid", "coordX", "coordY", "coordZ", value_column)
-    missing = [c for c in need if c not in (reader.fieldnames or [])]
-    if missing:
-      raise ValueError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
-    uids, xyz, values = [], [], []
-    for lineno, row in enumerate(reader, 2):
-      try:
-        xyz.append([float(row["coordX"]), float(row["coordY"]), float(row["coordZ"])])
-        values.append(float(row[value_column]))
-      except (TypeError, ValueError):
-        raise ValueError(f"{path}:{lineno}: non-numeric value in {row}") from None
-      uids.append(row["seriesuid"])
+  need = ("seriesuid", "coordX", "coordY", "coordZ", value_column)
+  uids, xyz, values = [], [], []
+  with _open_text(path) as f:
+    try:
+      reader = csv.DictReader(f)
+      missing = [c for c in need if c not in (reader.fieldnames or [])]
+      if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
+      for lineno, row in enumerate(reader, 2):
+        try:
+          numbers = [float(row[c]) for c in need[1:]]
+        except (TypeError, ValueError):
+          raise DataError(f"{path}:{lineno}: non-numeric value in {row}") from None
+        for name, v in zip(need[1:], numbers):
+          if not math.isfinite(v):
+            raise DataError(f"{path}:{lineno}: {name} is {row[name]!r}, not a finite number")
+        uids.append(row["seriesuid"])
+        xyz.append(numbers[:3])
+        values.append(numbers[3])
+    except UnicodeDecodeError as e:
+      raise _decode_error(path, e) from None
+    except csv.Error as e:
+      raise DataError(f"{path}: not a readable CSV file ({e})") from None
   return Findings(np.asarray(uids, dtype=object), np.asarray(xyz, np.float64).reshape(-1, 3),
                   np.asarray(values, np.float64))
 
 
+def read_seriesuids(path: str) -> list[str]:
+  """The scans to evaluate: one uid a line (the challenge's seriesuids.csv), or the same under a
+  `seriesuid` header. Duplicates are dropped (they do not change the challenge's result)."""
+  with _open_text(path) as f:
+    try:
+      rows = [line.strip().split(",")[0].strip() for line in f if line.strip()]
+    except UnicodeDecodeError as e:
+      raise _decode_error(path, e) from None
+  if rows and rows[0] == "seriesuid":
+    rows = rows[1:]
+  if not rows:
+    raise DataError(f"{path}: no seriesuid in the scan list")
+  return list(dict.fromkeys(rows))
+
+
+def write_seriesuids(path: str, seriesuids: Iterable[str]) -> None:
+  """The challenge's scan list: one uid a line, no header."""
+  _write_atomic(path, "".join(f"{u}\n" for u in seriesuids))
+
+
 def write_submission(path: str, seriesuid: Iterable[str], xyz: np.ndarray,
                      probability: np.ndarray) -> None:
-  """The challenge's submission format: seriesuid,coordX,coordY,coordZ,probability."""
+  """The challenge's submission format: seriesuid,coordX,coordY,coordZ,probability. Numbers are
+  written exactly (repr), so that rounding creates no ties the model did not make."""
+  lines = [",".join(SUBMISSION_COLUMNS)]
+  for uid, (x, y, z), p in zip(seriesuid, np.asarray(xyz, np.float64),
+                               np.asarray(probability, np.float64)):
+    lines.append(f"{uid},{float(x)!r},{float(y)!r},{float(z)!r},{float(p)!r}")
+  _write_atomic(path, "\n".join(lines) + "\n")
+
+
+def _write_atomic(path: str, text: str) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(SUBMISSION_COLUMNS)
-    for uid, (x, y, z), p in zip(seriesuid, np.asarray(xyz), np.asarray(probability)):
-      w.writerow([uid, f"{x:.4f}", f"{y:.4f}", f"{z:.4f}", f"{p:.6f}"])
+    f.write(text)
   os.replace(tmp, path)
 
 
-def _per_scan(findings: Findings | None, uid: str):
-  if findings is None:
-    return np.zeros((0, 3)), np.zeros(0)
-  m = findings.seriesuid == uid
-  return findings.xyz[m], findings.value[m]
+def _group(findings: Findings | None) -> dict[str, np.ndarray]:
+  """seriesuid -> row indices."""
+  groups: dict[str, list[int]] = {}
+  if findings is not None:
+    for i, uid in enumerate(findings.seriesuid):
+      groups.setdefault(uid, []).append(i)
+  return {uid: np.asarray(rows) for uid, rows in groups.items()}
 
 
-def score_scan(cand_xyz, cand_prob, nodule_xyz, nodule_diam, excl_xyz, excl_diam):
-  """One scan -> (probability of each nodule's best hit, -inf if missed; FP probabilities)."""
-  if len(cand_xyz) == 0:
-    return np.full(len(nodule_xyz), -np.inf), np.zeros(0)
-  best = np.full(len(nodule_xyz), -np.inf)
-  hit_any = np.zeros(len(cand_xyz), bool)
-  if len(nodule_xyz):
-    d2 = ((cand_xyz[:, None, :] - nodule_xyz[None, :, :]) ** 2).sum(-1)
-    hits = d2 < (nodule_diam[None, :] / 2) ** 2  # [candidates, nodules]
-    hit_any = hits.any(1)
-    probs = np.where(hits, cand_prob[:, None], -np.inf)
-    best = probs.max(0)
-  ignored = hit_any.copy()
-  if len(excl_xyz):
-    diam = np.where(excl_diam > 0, excl_diam, EXCLUDED_DEFAULT_DIAMETER_MM)
-    d2 = ((cand_xyz[:, None, :] - excl_xyz[None, :, :]) ** 2).sum(-1)
-    ignored |= (d2 < (diam[None, :] / 2) ** 2).any(1)
-  return best, cand_prob[~ignored]
+def keep_most_probable(prob: np.ndarray, max_marks: int | None = MAX_MARKS_PER_SCAN) -> np.ndarray:
+  """Mask of the marks of one scan the challenge scores: all when there are at most `max_marks`,
+  else those strictly more probable than the (max_marks + 1)-th most probable mark."""
+  if max_marks is None or len(prob) <= max_marks:
+    return np.ones(len(prob), bool)
+  cut = np.sort(prob)[::-1][max_marks]
+  return prob > cut
 
 
-def froc_curve(tp_probs: np.ndarray, fp_probs: np.ndarray, n_nodules: int, n_scans: int):
-  """(fps per scan, sensitivity) at every threshold, from (0, 0) upwards."""
-  detected = tp_probs[np.isfinite(tp_probs)]
-  scores = np.concatenate([detected, fp_probs])
-  is_tp = np.concatenate([np.ones(len(detected)), np.zeros(len(fp_probs))])
-  order = np.argsort(-scores, kind="mergesort")
+def _radius2(diameter: np.ndarray) -> np.ndarray:
+  return (np.where(diameter < 0, UNKNOWN_DIAMETER_MM, diameter) / 2) ** 2
+
+
+def _hits(cand_xyz: np.ndarray, xyz: np.ndarray, diameter: np.ndarray) -> np.ndarray:
+  """[candidates, findings]: the candidate lies strictly inside the finding's sphere."""
+  d2 = ((cand_xyz[:, None, :] - xyz[None, :, :]) ** 2).sum(-1)
+  return d2 < _radius2(diameter)[None, :]
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanScore:
+  """One scan: each nodule's best hit probability (-inf if missed), the false positives'
+  probabilities, and how many marks hit only excluded findings or were extra hits on a nodule."""
+  nodule_prob: np.ndarray
+  fp_prob: np.ndarray
+  excluded_hits: int
+  extra_hits: int
+
+
+def score_scan(cand_xyz, cand_prob, nodule_xyz, nodule_diam, excl_xyz, excl_diam) -> ScanScore:
+  """Matches the (already capped) marks of one scan against its nodules and excluded findings."""
+  cand_xyz, cand_prob = np.asarray(cand_xyz, np.float64).reshape(-1, 3), np.asarray(cand_prob)
+  hits = _hits(cand_xyz, np.asarray(nodule_xyz).reshape(-1, 3), np.asarray(nodule_diam))
+  nodule_prob = np.where(hits, cand_prob[:, None], -np.inf).max(0, initial=-np.inf)
+  on_nodule = hits.any(1)
+  on_excluded = _hits(cand_xyz, np.asarray(excl_xyz).reshape(-1, 3), np.asarray(excl_diam)).any(1)
+  excluded_only = on_excluded & ~on_nodule
+  return ScanScore(nodule_prob, cand_prob[~(on_nodule | on_excluded)], int(excluded_only.sum()),
+                   int(np.maximum(hits.sum(0) - 1, 0).sum()))
+
+
+def froc_curve(nodule_prob: np.ndarray, fp_prob: np.ndarray, n_scans: int):
+  """(FPs per scan, sensitivity) at (0, 0) and at each distinct probability, highest first.
+
+  nodule_prob: every nodule's best hit probability, -inf for the missed ones. The arithmetic is
+  the challenge's (sklearn's rates rescaled: k / n_fp * n_fp / n_scans), so that the numbers agree
+  to the last bit (k / 49 * 49 is not k)."""
+  detected = nodule_prob[np.isfinite(nodule_prob)]
+  n_nodules, n_det, n_fp = len(nodule_prob), len(detected), len(fp_prob)
+  scores = np.concatenate([detected, fp_prob])
+  is_tp = np.r_[np.ones(n_det), np.zeros(n_fp)]
+  order = np.argsort(-scores, kind="stable")
   scores, is_tp = scores[order], is_tp[order]
-  tps, fps = np.cumsum(is_tp), np.cumsum(1 - is_tp)
   last_of_tie = np.r_[scores[1:] != scores[:-1], True] if len(scores) else np.zeros(0, bool)
-  fps_rate = np.r_[0.0, fps[last_of_tie] / n_scans]
-  sens = np.r_[0.0, tps[last_of_tie] / max(n_nodules, 1)]
-  return fps_rate, sens
+  tps = np.r_[0.0, np.cumsum(is_tp)[last_of_tie]]
+  fps = np.r_[0.0, np.cumsum(1 - is_tp)[last_of_tie]]
+  fps_per_scan = fps / n_fp * n_fp / n_scans if n_fp else np.zeros_like(fps)
+  # No nodule detected: the challenge gets NaN (0/0 in sklearn's TPR); the sensitivity is 0.
+  sens = tps / n_det * n_det / n_nodules if n_det else np.zeros_like(tps)
+  return fps_per_scan, sens
 
 
-def sensitivity_at(fps_rate, sens, rates=FP_RATES) -> np.ndarray:
-  """The sensitivity reached with at most `rate` FPs per scan: the curve is a staircase (FPs move
-  right, hits move up), so this equals the official linear interpolation between its corners;
-  at a corner it takes the top. Beyond the curve's end: its last value."""
-  idx = np.searchsorted(fps_rate, rates, side="right") - 1
-  return np.asarray(sens)[idx]
+def sensitivity_at(fps_per_scan, sens, rates=FP_RATES) -> np.ndarray:
+  """The curve's linear interpolation at `rates` FPs per scan (np.interp, as the challenge):
+  ties between hits and false positives are diagonal segments; at a vertical step it reads the
+  top; beyond the curve's end, its last value."""
+  return np.interp(rates, fps_per_scan, sens)
 
 
 def evaluate(predictions: Findings, annotations: Findings, seriesuids: Sequence[str] | None = None,
-             excluded: Findings | None = None, *, n_bootstrap: int = 1000, seed: int = 0) -> dict:
-  """FROC, CPM and a bootstrap (over scans) 95% band. `seriesuids`: the scans evaluated
-  (default: all scans with an annotation or a prediction); predictions outside it are ignored."""
-  uids = list(seriesuids) if seriesuids is not None else sorted(
+             excluded: Findings | None = None, *,
+             max_marks_per_scan: int | None = MAX_MARKS_PER_SCAN,
+             n_bootstrap: int = 1000, seed: int = 0) -> dict:
+  """FROC, CPM and a bootstrap (over scans) 95% band of `predictions` on the scans `seriesuids`
+  (default: every scan with an annotation or a prediction). Marks on other scans are ignored."""
+  uids = list(dict.fromkeys(seriesuids)) if seriesuids is not None else sorted(
       set(annotations.seriesuid) | set(predictions.seriesuid))
   if not uids:
-    raise ValueError("no scans to evaluate")
-  per_scan = []
+    raise DataError("no scans to evaluate")
+  bad = ~np.isfinite(predictions.value)
+  if bad.any():
+    i = int(np.flatnonzero(bad)[0])
+    raise DataError(f"prediction {i} ({predictions.seriesuid[i]}): probability "
+                    f"{predictions.value[i]} is not a finite number")
+  marks, nodules, excl = _group(predictions), _group(annotations), _group(excluded)
+  listed = set(uids)
+  n_outside = sum(len(rows) for uid, rows in marks.items() if uid not in listed)
+  if not len(predictions.seriesuid):
+    raise DataError("no predictions to evaluate")
+  if n_outside == len(predictions.seriesuid):
+    raise DataError(f"none of the {len(marks)} scans with predictions is among the {len(uids)} "
+                    f"evaluated scans (e.g. {uids[0]!r}): wrong seriesuids list?")
+  if n_outside:
+    log.warning("%d marks on %d scans outside the %d evaluated scans are ignored", n_outside,
+                len(set(marks) - listed), len(uids))
+  none, empty = np.zeros(0, int), np.zeros(0)
+  per_scan, n_marks, n_over_cap = [], 0, 0
   for uid in uids:
-    c_xyz, c_prob = _per_scan(predictions, uid)
-    n_xyz, n_diam = _per_scan(annotations, uid)
-    e_xyz, e_diam = _per_scan(excluded, uid)
-    per_scan.append(score_scan(c_xyz, c_prob, n_xyz, n_diam, e_xyz, e_diam))
+    m, n, e = marks.get(uid, none), nodules.get(uid, none), excl.get(uid, none)
+    prob = predictions.value[m]
+    keep = keep_most_probable(prob, max_marks_per_scan)
+    n_marks, n_over_cap = n_marks + len(m), n_over_cap + int((~keep).sum())
+    e_xyz, e_diam = (excluded.xyz[e], excluded.value[e]) if excluded is not None else (empty, empty)
+    per_scan.append(score_scan(predictions.xyz[m][keep], prob[keep], annotations.xyz[n],
+                               annotations.value[n], e_xyz, e_diam))
+  n_nodules = sum(len(s.nodule_prob) for s in per_scan)
+  if not n_nodules:
+    raise DataError(f"no annotated nodule on the {len(uids)} evaluated scans: "
+                    f"the sensitivity is undefined")
 
   def curve(indices):
-    tp = np.concatenate([per_scan[i][0] for i in indices])
-    fp = np.concatenate([per_scan[i][1] for i in indices])
-    return froc_curve(tp, fp, len(tp), len(indices))
+    nod = np.concatenate([per_scan[i].nodule_prob for i in indices])
+    fp = np.concatenate([per_scan[i].fp_prob for i in indices])
+    return froc_curve(nod, fp, len(indices)) if len(nod) else None
 
-  fps_rate, sens = curve(range(len(uids)))
-  at = sensitivity_at(fps_rate, sens)
-  n_nodules = sum(len(s[0]) for s in per_scan)
-  rng = np.random.default_rng(seed)
-  boot = np.array([sensitivity_at(*curve(rng.integers(0, len(uids), len(uids))))
-                   for _ in range(n_bootstrap)]) if n_bootstrap else np.zeros((0, len(FP_RATES)))
+  fps_per_scan, sens = curve(range(len(uids)))
+  at = sensitivity_at(fps_per_scan, sens)
+  shown = np.searchsorted(fps_per_scan, CURVE_MAX_FPS, side="right") + 1
   result = {
       "n_scans": len(uids), "n_nodules": int(n_nodules),
-      "n_detected": int(sum(np.isfinite(s[0]).sum() for s in per_scan)),
-      "n_false_positives": int(sum(len(s[1]) for s in per_scan)),
+      "n_detected": int(sum(np.isfinite(s.nodule_prob).sum() for s in per_scan)),
+      "n_marks": n_marks, "n_marks_over_cap": n_over_cap,
+      "n_marks_outside_list": n_outside,
+      "n_false_positives": int(sum(len(s.fp_prob) for s in per_scan)),
+      "n_excluded_hits": sum(s.excluded_hits for s in per_scan),
+      "n_extra_hits": sum(s.extra_hits for s in per_scan),
+      "max_marks_per_scan": max_marks_per_scan,
       "fp_rates": list(FP_RATES), "sensitivity": at.tolist(), "cpm": float(at.mean()),
-      "curve": {"fps_per_scan": fps_rate.tolist(), "sensitivity": sens.tolist()},
+      "curve": {"fps_per_scan": fps_per_scan[:shown].tolist(),
+                "sensitivity": sens[:shown].tolist()},
   }
   if n_bootstrap:
-    result["sensitivity_ci95"] = np.quantile(boot, [0.025, 0.975], axis=0).T.tolist()
-    result["cpm_ci95"] = np.quantile(boot.mean(1), [0.025, 0.975]).tolist()
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_bootstrap):
+      c = curve(rng.integers(0, len(uids), len(uids)))
+      if c is not None:  # a resample without nodules has no sensitivity
+        boot.append(sensitivity_at(*c))
+    if boot:
+      boot = np.asarray(boot)
+      result["n_bootstrap"] = len(boot)
+      result["sensitivity_ci95"] = np.quantile(boot, [0.025, 0.975], axis=0).T.tolist()
+      result["cpm_ci95"] = np.quantile(boot.mean(1), [0.025, 0.975]).tolist()
   return result
 
 
-def plot_froc(result: dict, path: str, title: str = "FROC") -> None:
+def plot_froc(result: dict, path: str, title: str = "FROC", *, synthetic: bool = False) -> None:
+  """The FROC curve on log-scaled FPs per scan (1/8..8), the 7 operating points and the band."""
   from medjax.eval.plots import plt
-  fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+  fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
   curve = result["curve"]
-  ax.plot(curve["fps_per_scan"], curve["sensitivity"], color="C0",
-          label=f"CPM {result['cpm']:.3f}")
+  lo_x, hi_x = FP_RATES[0] / 1.5, FP_RATES[-1] * 1.5
+  # The curve as np.interp reads it (ties are straight in linear, not log, x), corners exact.
+  xp = np.asarray(curve["fps_per_scan"])
+  x = np.union1d(np.geomspace(lo_x, hi_x, 400), xp[(xp > lo_x) & (xp < hi_x)])
+  ci = result.get("cpm_ci95")
+  cpm = f"CPM {result['cpm']:.3f}" + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+  ax.plot(x, np.interp(x, curve["fps_per_scan"], curve["sensitivity"]), color="C0", lw=2,
+          label=f"FROC, {cpm}")
   if "sensitivity_ci95" in result:
     lo, hi = np.asarray(result["sensitivity_ci95"]).T
-    ax.fill_between(result["fp_rates"], lo, hi, color="C0", alpha=0.2, label="95% band (scans)")
-  ax.plot(result["fp_rates"], result["sensitivity"], "o", color="C0")
+    ax.fill_between(result["fp_rates"], lo, hi, color="C0", alpha=0.2,
+                    label=f"95% band (bootstrap over {result['n_scans']} scans)")
+  ax.plot(result["fp_rates"], result["sensitivity"], "o", color="C1",
+          label="sensitivity at 1/8 ... 8 FPs/scan")
   ax.set_xscale("log", base=2)
-  ax.set_xlim(1 / 8 / 1.5, 8 * 1.5)
+  ax.set_xticks(FP_RATES, FP_RATE_LABELS)
+  ax.minorticks_off()
+  ax.set_xlim(lo_x, hi_x)
   ax.set_ylim(0, 1)
-  ax.set_xlabel("false positives per scan")
+  ax.set_xlabel("average false positives per scan")
   ax.set_ylabel("sensitivity")
-  ax.set_title(title)
-  ax.grid(True, which="both", alpha=0.3)
-  ax.legend(loc="lower right")
+  n_scans, n_nodules = result["n_scans"], result["n_nodules"]
+  counts = f"{n_scans} scan{'s' * (n_scans != 1)}, {n_nodules} nodule{'s' * (n_nodules != 1)}"
+  heading = f"{title} - synthetic data" if synthetic else title
+  ax.set_title(f"{heading}\n{counts}", color="C3" if synthetic else "black")
+  ax.grid(True, alpha=0.3)
+  ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
   fig.tight_layout()
   fig.savefig(path)
   plt.close(fig)
 
 
-def read_seriesuids(path: str) -> list[str]:
-  with open(path) as f:
-    rows = [r.strip().split(",")[0] for r in f if r.strip()]
-  return rows[1:] if rows and rows[0] == "seriesuid" else rows
-
-
-def main(argv=None) -> dict:
-  p = argparse.ArgumentParser(description="LUNA16 FROC / CPM of a submission file.")
-  p.add_argument("--predictions", required=True)
-  p.add_argument("--annotations", required=True)
-  p.add_argument("--excluded", default=None)
-  p.add_argument("--seriesuids", default=None)
-  p.add_argument("--bootstrap", type=int, default=1000)
-  p.add_argument("--out", default=".")
-  args = p.parse_args(argv)
-  result = evaluate(read_csv(args.predictions, "probability"),
-                    read_csv(args.annotations, "diameter_mm"),
-                    read_seriesuids(args.seriesuids) if args.seriesuids else None,
-                    read_csv(args.excluded, "diameter_mm") if args.excluded else None,
-                    n_bootstrap=args.bootstrap)
-  os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "froc.json"), "w") as f:
-    json.dump(result, f, indent=2)
-  plot_froc(result, os.path.join(args.out, "froc.png"))
-  sens = ", ".join(f"{r:g}: {s:.3f}" for r, s in zip(result["fp_rates"], result["sensitivity"]))
-  lo, hi = result.get("cpm_ci95", (float("nan"), float("nan")))
-  print(f"{result['n_scans']} scans, {result['n_nodules']} nodules "
-        f"({result['n_detected']} hit by a candidate), {result['n_false_positives']} FPs")
-  print(f"sensitivity at FPs/scan {sens}")
-  print(f"CPM {result['cpm']:.4f} (95% CI {lo:.4f}-{hi:.4f})")
+def write_run_froc(workdir: str, seriesuids: Sequence[str], world: np.ndarray,
+                   probs: np.ndarray, annotations_csv: str, excluded_csv: str | None = None, *,
+                   synthetic: bool, title: str, n_bootstrap: int = 1000) -> dict:
+  """A run's LUNA16 scoring in `workdir`: submission_luna16.csv (one mark per tested candidate:
+  `seriesuids`, `world` [N, 3] x, y, z mm, `probs`), submission_seriesuids.csv (the tested scans,
+  the challenge's format), froc.json and froc.png. The written submission is read back and scored
+  on the tested scans; returns what froc.json holds. DataError when they hold no nodule."""
+  sub = os.path.join(workdir, "submission_luna16.csv")
+  uids = sorted(set(np.asarray(seriesuids).tolist()))
+  write_submission(sub, seriesuids, world, probs)
+  write_seriesuids(os.path.join(workdir, "submission_seriesuids.csv"), uids)
+  result = evaluate(read_csv(sub, "probability"), read_csv(annotations_csv, "diameter_mm"), uids,
+                    read_csv(excluded_csv, "diameter_mm") if excluded_csv else None,
+                    n_bootstrap=n_bootstrap)
+  result = {"title": title, "synthetic": synthetic, **result}
+  _write_atomic(os.path.join(workdir, "froc.json"), json.dumps(result, indent=2))
+  plot_froc(result, os.path.join(workdir, "froc.png"), title, synthetic=synthetic)
   return result
 
 
+def _flags():
+  from absl import flags
+  fv = flags.FlagValues()
+  flags.DEFINE_string("predictions", None, "Submission CSV: seriesuid,coordX,coordY,coordZ,"
+                      "probability (required).", flag_values=fv)
+  flags.DEFINE_string("annotations", None, "annotations.csv: seriesuid,coordX,coordY,coordZ,"
+                      "diameter_mm (required).", flag_values=fv)
+  flags.DEFINE_string("excluded", None, "annotations_excluded.csv: findings whose hits count "
+                      "neither way (default: none).", flag_values=fv)
+  flags.DEFINE_string("seriesuids", None, "The scans to evaluate, one uid a line, with or "
+                      "without a `seriesuid` header (default: every scan with an annotation or a "
+                      "prediction).", flag_values=fv)
+  flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples over scans for the 95% band "
+                       "(0: none).", lower_bound=0, flag_values=fv)
+  flags.DEFINE_string("out", ".", "Directory for froc.json and froc.png.", flag_values=fv)
+  flags.DEFINE_string("title", "FROC", "Title of froc.png.", flag_values=fv)
+  flags.DEFINE_boolean("help", False, "Show this help.", short_name="h", flag_values=fv)
+  return fv
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+  """Scores a submission file; `argv` are the flags (default: sys.argv[1:]). Raises UserError
+  (absl's flag errors are turned into one) for anything the user can fix."""
+  from absl import flags
+  fv = _flags()
+  try:
+    extra = fv(["froc", *(sys.argv[1:] if argv is None else argv)])[1:]
+  except flags.Error as e:
+    raise UserError(str(e)) from None
+  if fv.help:
+    print(__doc__ + "\n" + fv.get_help())
+    return {}
+  if extra:
+    raise UserError(f"unexpected arguments: {extra}")
+  for name in ("predictions", "annotations"):
+    if not fv[name].value:
+      raise UserError(f"--{name} is required")
+  result = evaluate(read_csv(fv.predictions, "probability"),
+                    read_csv(fv.annotations, "diameter_mm"),
+                    read_seriesuids(fv.seriesuids) if fv.seriesuids else None,
+                    read_csv(fv.excluded, "diameter_mm") if fv.excluded else None,
+                    n_bootstrap=fv.bootstrap)
+  os.makedirs(fv.out, exist_ok=True)
+  _write_atomic(os.path.join(fv.out, "froc.json"), json.dumps(result, indent=2))
+  plot_froc(result, os.path.join(fv.out, "froc.png"), fv.title)
+  sens = ", ".join(f"{r}: {s:.3f}" for r, s in zip(FP_RATE_LABELS, result["sensitivity"]))
+  print(f"{result['n_scans']} scans, {result['n_nodules']} nodules "
+        f"({result['n_detected']} hit by a mark), {result['n_marks']} marks "
+        f"({result['n_marks_over_cap']} over the {MAX_MARKS_PER_SCAN}-per-scan cap, "
+        f"{result['n_marks_outside_list']} on scans outside the list, ignored), "
+        f"{result['n_false_positives']} FPs, {result['n_excluded_hits']} on excluded findings")
+  print(f"sensitivity at FPs/scan {sens}")
+  ci = result.get("cpm_ci95")
+  print(f"CPM {result['cpm']:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else ""))
+  return result
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+  """`main` for the shell: a UserError is one line `error: ...` on stderr and status 2
+  (MEDJAX_DEBUG=1 keeps the traceback)."""
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+  try:
+    main(argv)
+  except UserError as e:
+    if os.environ.get("MEDJAX_DEBUG"):
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+def console_main() -> None:
+  """The `medjax-froc` console script."""
+  sys.exit(cli())
+
+
 if __name__ == "__main__":
-  main()
+  console_main()
