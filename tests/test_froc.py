@@ -178,7 +178,7 @@ def test_no_overlap_and_nan_are_rejected(tmp_path):
     froc.evaluate(_f([("s1", 0, 0, 0, 0.9), ("s1", 0, 0, 0, np.nan)]), NODULES, n_bootstrap=0)
   path = _write(tmp_path / "pred.csv", ",".join(froc.SUBMISSION_COLUMNS),
                 [("s1", 0, 0, 0, 0.5), ("s1", 0, 0, 0, "nan"), ("s1", 0, 0, 0, "inf")])
-  with pytest.raises(DataError, match=r"pred.csv:3: probability is 'nan', not a finite"):
+  with pytest.raises(DataError, match=r"pred.csv:3: probability must be finite, got 'nan'"):
     froc.read_csv(path, "probability")
 
 
@@ -203,9 +203,9 @@ def test_csv_with_a_bom_and_undecodable_csv(tmp_path):
   back = froc.read_csv(str(path), "probability")
   assert list(back.seriesuid) == ["s1"] and back.value.tolist() == [0.5]
   path.write_bytes(b"seriesuid,coordX,coordY,coordZ,probability\ns\xff1,1,2,3,0.5\n")
-  with pytest.raises(DataError, match="pred.csv: not UTF-8"):
+  with pytest.raises(DataError, match="pred.csv: not a UTF-8"):
     froc.read_csv(str(path), "probability")
-  with pytest.raises(DataError, match="pred.csv: not UTF-8"):
+  with pytest.raises(DataError, match="pred.csv: not a UTF-8"):
     froc.read_seriesuids(str(path))
 
 
@@ -224,9 +224,9 @@ def test_bad_csv_is_a_clear_error(tmp_path):
   with pytest.raises(DataError, match="missing column"):
     froc.read_csv(str(p), "probability")
   p.write_text("seriesuid,coordX,coordY,coordZ,probability\ns1,0,zero,0,0.5\n")
-  with pytest.raises(DataError, match="bad.csv:2: non-numeric"):
+  with pytest.raises(DataError, match="bad.csv:2: could not convert"):
     froc.read_csv(str(p), "probability")
-  with pytest.raises(DataError, match="cannot read .*missing.csv"):
+  with pytest.raises(DataError, match="missing .*missing.csv"):
     froc.read_csv(str(tmp_path / "missing.csv"), "probability")
 
 
@@ -294,7 +294,7 @@ def test_command_writes_json_and_plot(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,message", [
     ([], "--predictions is required"),
-    (["--predictions=nowhere.csv", "--annotations=a.csv"], "cannot read nowhere.csv"),
+    (["--predictions=nowhere.csv", "--annotations=a.csv"], "missing predictions file: nowhere.csv"),
     (["--bootstrap=-1"], "-1"),
     (["--nosuchflag"], "nosuchflag"),
 ])
@@ -310,8 +310,7 @@ def test_module_runs_as_a_command(tmp_path):
   done = subprocess.run([sys.executable, "-m", "medjax.eval.froc", "--predictions=nowhere.csv",
                          "--annotations=a.csv"], capture_output=True, text=True, env=env,
                         cwd=tmp_path)
-  assert done.returncode == 2 and done.stderr == "error: cannot read nowhere.csv: No such file " \
-      "or directory\n"
+  assert done.returncode == 2 and done.stderr == "error: missing predictions file: nowhere.csv\n"
   done = subprocess.run([sys.executable, "-m", "medjax.eval.froc", "--help"], capture_output=True,
                         text=True, env=env, cwd=tmp_path)
   assert done.returncode == 0 and "--seriesuids" in done.stdout

@@ -19,11 +19,9 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
-import math
 import os
 import sys
 from typing import Iterable, Sequence
@@ -50,56 +48,25 @@ class Findings:
   value: np.ndarray
 
 
-def _open_text(path: str):
-  try:
-    return open(path, newline="", encoding="utf-8-sig")
-  except OSError as e:
-    raise DataError(f"cannot read {path}: {e.strerror}") from None
-
-
-def _decode_error(path: str, e: UnicodeDecodeError) -> DataError:
-  return DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})")
-
-
 def read_csv(path: str, value_column: str) -> Findings:
-  """Reads seriesuid,coordX,coordY,coordZ,<value_column> rows (extra columns are ignored)."""
-  need = ("seriesuid", "coordX", "coordY", "coordZ", value_column)
-  uids, xyz, values = [], [], []
-  with _open_text(path) as f:
-    try:
-      reader = csv.DictReader(f)
-      missing = [c for c in need if c not in (reader.fieldnames or [])]
-      if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
-      for lineno, row in enumerate(reader, 2):
-        try:
-          numbers = [float(row[c]) for c in need[1:]]
-        except (TypeError, ValueError):
-          raise DataError(f"{path}:{lineno}: non-numeric value in {row}") from None
-        for name, v in zip(need[1:], numbers):
-          if not math.isfinite(v):
-            raise DataError(f"{path}:{lineno}: {name} is {row[name]!r}, not a finite number")
-        uids.append(row["seriesuid"])
-        xyz.append(numbers[:3])
-        values.append(numbers[3])
-    except UnicodeDecodeError as e:
-      raise _decode_error(path, e) from None
-    except csv.Error as e:
-      raise DataError(f"{path}: not a readable CSV file ({e})") from None
-  return Findings(np.asarray(uids, dtype=object), np.asarray(xyz, np.float64).reshape(-1, 3),
-                  np.asarray(values, np.float64))
+  """Reads seriesuid,coordX,coordY,coordZ,<value_column> rows (extra columns are ignored) with
+  the LUNA16 CSV reader (`medjax.data.luna16.tables`): every number finite, bad rows named."""
+  from medjax.data.luna16 import tables
+  columns = {"seriesuid": tables.text, "coordX": tables.number, "coordY": tables.number,
+             "coordZ": tables.number, value_column: tables.number}
+  what = "predictions file" if value_column == "probability" else "annotations file"
+  cols = tables.read_csv(path, columns, what=what)
+  xyz = np.stack([cols["coordX"], cols["coordY"], cols["coordZ"]], axis=-1) if cols["coordX"] \
+      else np.zeros((0, 3))
+  return Findings(np.asarray(cols["seriesuid"], dtype=object), np.asarray(xyz, np.float64),
+                  np.asarray(cols[value_column], np.float64))
 
 
 def read_seriesuids(path: str) -> list[str]:
   """The scans to evaluate: one uid a line (the challenge's seriesuids.csv), or the same under a
   `seriesuid` header. Duplicates are dropped (they do not change the challenge's result)."""
-  with _open_text(path) as f:
-    try:
-      rows = [line.strip().split(",")[0].strip() for line in f if line.strip()]
-    except UnicodeDecodeError as e:
-      raise _decode_error(path, e) from None
-  if rows and rows[0] == "seriesuid":
-    rows = rows[1:]
+  from medjax.data.luna16 import tables
+  rows = tables.read_seriesuids(path)
   if not rows:
     raise DataError(f"{path}: no seriesuid in the scan list")
   return list(dict.fromkeys(rows))
@@ -311,8 +278,9 @@ def plot_froc(result: dict, path: str, title: str = "FROC", *, synthetic: bool =
   ax.set_ylabel("sensitivity")
   n_scans, n_nodules = result["n_scans"], result["n_nodules"]
   counts = f"{n_scans} scan{'s' * (n_scans != 1)}, {n_nodules} nodule{'s' * (n_nodules != 1)}"
-  heading = f"{title} - synthetic data" if synthetic else title
-  ax.set_title(f"{heading}\n{counts}", color="C3" if synthetic else "black")
+  from medjax.eval.plots import data_marks, marked_title
+  ax.set_title(f"{marked_title(title, data_marks(synthetic))}\n{counts}",
+               color="C3" if synthetic else "black")
   ax.grid(True, alpha=0.3)
   ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
   fig.tight_layout()
@@ -340,9 +308,8 @@ def write_run_froc(workdir: str, seriesuids: Sequence[str], world: np.ndarray,
   return result
 
 
-def _flags():
+def _define_flags(fv) -> None:
   from absl import flags
-  fv = flags.FlagValues()
   flags.DEFINE_string("predictions", None, "Submission CSV: seriesuid,coordX,coordY,coordZ,"
                       "probability (required).", flag_values=fv)
   flags.DEFINE_string("annotations", None, "annotations.csv: seriesuid,coordX,coordY,coordZ,"
@@ -356,24 +323,15 @@ def _flags():
                        "(0: none).", lower_bound=0, flag_values=fv)
   flags.DEFINE_string("out", ".", "Directory for froc.json and froc.png.", flag_values=fv)
   flags.DEFINE_string("title", "FROC", "Title of froc.png.", flag_values=fv)
-  flags.DEFINE_boolean("help", False, "Show this help.", short_name="h", flag_values=fv)
-  return fv
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
   """Scores a submission file; `argv` are the flags (default: sys.argv[1:]). Raises UserError
   (absl's flag errors are turned into one) for anything the user can fix."""
-  from absl import flags
-  fv = _flags()
-  try:
-    extra = fv(["froc", *(sys.argv[1:] if argv is None else argv)])[1:]
-  except flags.Error as e:
-    raise UserError(str(e)) from None
-  if fv.help:
-    print(__doc__ + "\n" + fv.get_help())
+  from medjax import cli
+  fv = cli.parse_flags(_define_flags, sys.argv[1:] if argv is None else argv, __doc__)
+  if fv is None:
     return {}
-  if extra:
-    raise UserError(f"unexpected arguments: {extra}")
   for name in ("predictions", "annotations"):
     if not fv[name].value:
       raise UserError(f"--{name} is required")
