@@ -350,3 +350,31 @@ def test_hip_fixed_splits_are_checked_for_leakage(tmp_path, caplog):
     ds = hip_xray.load_hip(_hip_config(root, allow_duplicates=True), 0, crop=False, size=16)
   assert "img/0.png" in ds.test.names and "img/0.png" in ds.train.names  # as given
   assert "1 patient of val also in train" in caplog.text
+
+
+# 4. Fixed splits in a patch folder's label files.
+
+def test_patch_split_column_is_honoured_as_given(tmp_path):
+  root = _patches(tmp_path, TWO_SPLITS, lines={
+      "train": "train/image_1.jpg 0\ntrain/image_2.jpg 1 test\ntrain/image_3.jpg 0 TEST\n",
+      "val": "val/image_5.jpg 0\nval/image_6.jpg 1 train\n"})
+  splits = _load(root)
+  assert sorted(splits) == ["test", "train", "val"]
+  assert list(splits["train"].names) == ["train/image_1.jpg", "val/image_6.jpg"]
+  assert list(splits["test"].names) == ["train/image_2.jpg", "train/image_3.jpg"]
+  assert list(splits["val"].names) == ["val/image_5.jpg"]
+
+
+def test_patch_split_column_leakage_is_still_caught(tmp_path):
+  root = _patches(tmp_path, TWO_SPLITS, lines={
+      "train": "train/image_1.jpg 0\ntrain/image_2.jpg 1\n",
+      "val": "val/image_5.jpg 0\ntrain/image_2.jpg 1 test\n"})
+  with pytest.raises(DataError, match=r"also listed in train: train/image_2\.jpg"):
+    _load(root)
+
+
+def test_patch_bad_split_value_names_the_line(tmp_path):
+  root = _patches(tmp_path, TWO_SPLITS, lines={
+      "train": "train/image_1.jpg 0\ntrain/image_2.jpg 1 holdout\n"})
+  with pytest.raises(DataError, match=r"traindatalabels\.txt:2: the split column must be"):
+    _load(root)

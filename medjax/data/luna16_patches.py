@@ -38,25 +38,43 @@ def available_splits(root: str) -> list[str]:
   return [s for s in SPLITS if os.path.isfile(label_file(root, s))]
 
 
-def _label_lines(path: str) -> list[tuple[str, int, int]]:
-  """(relative path, label, line number) of each entry; DataError naming the first bad line."""
+def _label_lines(path: str) -> list[tuple[str, int, int, str | None]]:
+  """(relative path, label, line number, split column or None) of each entry; DataError naming
+  the first bad line."""
   entries = []
   for lineno, line in enumerate(checks.read_text(path).splitlines(), 1):
     if not line.strip():
       continue
     parts = line.split()
-    if len(parts) != 2 or parts[1] not in ("0", "1"):
-      raise DataError(f"{path}:{lineno}: expected '<image path> <0|1>', got {line.strip()!r}")
-    entries.append((parts[0], int(parts[1]), lineno))
+    if len(parts) not in (2, 3) or parts[1] not in ("0", "1"):
+      raise DataError(f"{path}:{lineno}: expected '<image path> <0|1> [train|val|test]', got "
+                      f"{line.strip()!r}")
+    split = parts[2].lower() if len(parts) == 3 else None
+    if split is not None and split not in SPLITS:
+      raise DataError(f"{path}:{lineno}: the split column must be train, val or test, got "
+                      f"{parts[2]!r}")
+    entries.append((parts[0], int(parts[1]), lineno, split))
   if not entries:
     raise DataError(f"{path}: no entries")
   return entries
 
 
 def read_label_file(path: str) -> list[tuple[str, int]]:
-  """Parses `<relative path> <label>` lines (UTF-8, or UTF-16 with a BOM); raises DataError
-  naming the first bad line."""
-  return [(rel, label) for rel, label, _ in _label_lines(path)]
+  """Parses `<relative path> <label> [split]` lines (UTF-8, or UTF-16 with a BOM); raises
+  DataError naming the first bad line."""
+  return [(rel, label) for rel, label, _, _ in _label_lines(path)]
+
+
+def _entries_by_split(root: str, files: list[str]) -> dict[str, list[tuple[str, int, str]]]:
+  """(path, label, source) per split: a line's split column if it has one (a fixed split, as
+  given), else the split of the label file that lists it."""
+  out: dict[str, list] = {}
+  for split in files:
+    path = label_file(root, split)
+    for rel, label, n, column in _label_lines(path):
+      out.setdefault(column or split, []).append(
+          (rel, label, f"{os.path.basename(path)}:{n}"))
+  return {s: out[s] for s in SPLITS if s in out}
 
 
 def _read_image(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, str, int, int]:
@@ -80,11 +98,11 @@ def _read_image(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, st
     raise DataError(f"cannot decode image {path}: {e}") from None
 
 
-def _read_split(root: str, split: str, *, image_size: int, include_rotated: bool,
+def _read_split(root: str, split: str, entries: list[tuple[str, int, str]], *,
+                image_size: int, include_rotated: bool,
                 bit_depth: int | None) -> tuple[Split, list[checks.Listed]]:
   """One split's images and, for the duplicate check, the files they came from."""
   path = label_file(root, split)
-  entries = [(rel, label, f"{os.path.basename(path)}:{n}") for rel, label, n in _label_lines(path)]
   if include_rotated and split == "train":
     extra = []
     for rel, label, _ in entries:
@@ -138,7 +156,11 @@ def load_split(root: str, split: str, *, image_size: int = 50, include_rotated: 
   two names, is a DataError unless `allow_duplicates` (a warning then); a file listed with
   both labels always is.
   """
-  data, listed = _read_split(root, split, image_size=image_size, include_rotated=include_rotated,
+  path = label_file(root, split)
+  entries = [(rel, label, f"{os.path.basename(path)}:{n}")
+             for rel, label, n, _ in _label_lines(path)]
+  data, listed = _read_split(root, split, entries, image_size=image_size,
+                             include_rotated=include_rotated,
                              bit_depth=checks.check_bit_depth(bit_depth))
   checks.check_duplicates(listed, where=f"{root}: {split}", allow=allow_duplicates)
   return data
@@ -154,16 +176,19 @@ def load_patch_folder(root: str, *, image_size: int = 50, include_rotated: bool 
   """
   if not os.path.isdir(root):
     raise DataError(f"data dir does not exist: {root}")
-  splits = available_splits(root)
-  if "train" not in splits:
+  files = available_splits(root)
+  if "train" not in files:
     raise DataError(f"{root} is not a LUNA16 patch folder: no {os.path.basename(label_file(root, 'train'))} "
                     f"(expected {', '.join(os.path.basename(label_file(root, s)) for s in SPLITS)})")
   bit_depth = checks.check_bit_depth(bit_depth)
+  by_split = _entries_by_split(root, files)
+  if "train" not in by_split:
+    raise DataError(f"{root}: the split column names no train images")
   loaded, listed = {}, []
-  for s in splits:
-    loaded[s], files = _read_split(root, s, image_size=image_size,
+  for s, entries in by_split.items():
+    loaded[s], found = _read_split(root, s, entries, image_size=image_size,
                                    include_rotated=include_rotated, bit_depth=bit_depth)
-    listed += files
+    listed += found
   checks.check_duplicates(listed, where=root, allow=allow_duplicates)
   if any(split.images.dtype == np.float32 for split in loaded.values()):
     loaded = {s: _as_float(split) for s, split in loaded.items()}
