@@ -12,7 +12,9 @@ import sys
 
 import jax
 
+from medjax import cli, platform, rundir
 from medjax import config as config_lib
+from medjax.errors import ConfigError
 from medjax.data import load_dataset
 from medjax.train.loop import results_table
 from medjax.train.seeds import config_for_seed, train_seeds
@@ -36,12 +38,7 @@ def trainer_for(model: str):
   return getattr(importlib.import_module(module), function)
 
 
-def setup_logging() -> None:
-  """INFO lines with a time stamp on stdout; the libraries' chatter only from WARNING up."""
-  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                      datefmt="%H:%M:%S", stream=sys.stdout, force=True)
-  for noisy in ("absl", "jax._src", "orbax", "orbax.checkpoint"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+setup_logging = cli.setup_logging
 
 
 def default_workdir(config) -> str:
@@ -72,32 +69,48 @@ def initialize_distributed() -> None:
            jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
+def check_run(config, dataset) -> None:
+  """Checks that need the data, before anything is written into the workdir."""
+  n = len(dataset.train)
+  if config.batch_size > n:
+    raise ConfigError(f"batch_size {config.batch_size} is larger than the {n} training examples "
+                      f"of {dataset.source or dataset.name}; set --config.batch_size <= {n}")
+  if dataset.val is not None:
+    neg, pos = dataset.val.class_counts
+    if min(neg, pos) <= 2:
+      log.warning("the validation split has %d positive and %d negative examples: the best "
+                  "checkpoint is chosen on noise; use more data, a larger data.val_fraction, "
+                  "or --config.eval_checkpoint=last", pos, neg)
+
+
+def learning_rate_text(config) -> str:
+  if config.model == "sgan":
+    s = config.sgan
+    return f"lr D {s.d_learning_rate:g} / G {s.g_learning_rate:g}"
+  return f"lr {config.learning_rate:g} ({config.lr_schedule})"
+
+
 def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   """Resolves `config`, loads its data, trains, evaluates; returns results.json's content."""
   config = config_lib.resolve(config)
   workdir = workdir or default_workdir(config)
-  dataset = load_dataset(config.dataset, config.data, config.data.seed)
-  log.info("%s: workdir %s, %d epochs, batch %d, lr %g, %s on %s", config.experiment, workdir,
-           config.num_epochs, config.batch_size, config.learning_rate, config.dtype,
-           jax.devices()[0].device_kind)
-  return trainer_for(config.model)(config, workdir, dataset, overwrite=overwrite)
+  with rundir.locked(workdir):  # a second process on this workdir stops here, in seconds
+    dataset = load_dataset(config.dataset, config.data, config.data.seed)
+    check_run(config, dataset)
+    log.info("%s: workdir %s, %d epochs, batch %d, %s, %s on %s", config.experiment, workdir,
+             config.num_epochs, config.batch_size, learning_rate_text(config), config.dtype,
+             jax.devices()[0].device_kind)
+    return trainer_for(config.model)(config, workdir, dataset, overwrite=overwrite)
 
 
 STACKABLE = ("cnn", "resnet")  # models whose seeds can train together in one vmapped step
-
-
-def stack_by_default() -> bool:
-  """Stacked seeds pay off on accelerators; on XLA:CPU a vmapped step of N models is slower than
-  N steps (measured, batch 20 / 50x50: CNN 8 seeds 1,821 vs 4,608 img/s; ResNet-50 4 seeds 49
-  vs 65 img/s), so CPU runs train seeds one by one."""
-  return jax.default_backend() != "cpu"
 
 
 def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
               stack: bool | None = None) -> list[dict]:
   """Trains `config` once per seed into its workdir; returns the results in seed order.
 
-  With `stack` (None: `stack_by_default()`, i.e. on GPU/TPU), CNN and ResNet seeds train
+  With `stack` (None: `platform.stack_seeds_default()`, i.e. on GPU/TPU), CNN and ResNet seeds train
   together in one vmapped step (`medjax.train.seeds`); otherwise, and for the DBN and SGAN,
   whose training has phases of its own, one seed after another. Every seed uses the data split
   of `config.data.seed` (default: the first seed).
@@ -105,15 +118,18 @@ def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
   seeds = [int(s) for s in seeds]
   config = config_lib.resolve(_with_data_seed(config, seeds[0]))
   if stack is None:
-    stack = stack_by_default()
+    stack = platform.stack_seeds_default()
   if len(seeds) == 1 or config.model not in STACKABLE or not stack:
     return [run(config_for_seed(config, s), w, overwrite=overwrite)
             for s, w in zip(seeds, workdirs)]
-  dataset = load_dataset(config.dataset, config.data, config.data.seed)
-  log.info("%s: seeds %s stacked, workdirs %s, %d epochs, batch %d, lr %g, %s on %s",
-           config.experiment, seeds, ", ".join(workdirs), config.num_epochs, config.batch_size,
-           config.learning_rate, config.dtype, jax.devices()[0].device_kind)
-  return train_seeds(config, seeds, workdirs, dataset, overwrite=overwrite)
+  with rundir.locked(*workdirs):
+    dataset = load_dataset(config.dataset, config.data, config.data.seed)
+    check_run(config, dataset)
+    log.info("%s: seeds %s stacked, workdirs %s, %d epochs, batch %d, %s, %s on %s",
+             config.experiment, seeds, ", ".join(workdirs), config.num_epochs,
+             config.batch_size, learning_rate_text(config), config.dtype,
+             jax.devices()[0].device_kind)
+    return train_seeds(config, seeds, workdirs, dataset, overwrite=overwrite)
 
 
 def _with_data_seed(config, seed: int):
@@ -129,13 +145,16 @@ def seed_workdirs(workdir: str, seeds) -> list[str]:
   return [os.path.join(workdir, f"seed{s}") for s in seeds]
 
 
-def main(get_config) -> None:
-  """Defines the flags around `get_config()` and runs the experiment under absl."""
-  from absl import app, flags
+def main(get_config, doc: str | None = None) -> None:
+  """Defines the flags around `get_config()` and runs the experiment under absl (`--help`
+  shows `doc`, default: the main module's docstring, and the config's fields)."""
+  from absl import flags
   from ml_collections import config_flags
 
-  config_flags.DEFINE_config_dict("config", get_config(), "Experiment config.",
-                                  lock_config=True)
+  config = get_config()
+  config_flags.DEFINE_config_dict(
+      "config", config, "Experiment config; override any field with --config.<field>=VALUE "
+      "(the fields are listed above).", lock_config=True)
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/<experiment>[-synthetic]).")
   flags.DEFINE_bool("overwrite", False, "Discard an existing run in --workdir and start over.")
   flags.DEFINE_list("seeds", None,
@@ -148,10 +167,19 @@ def main(get_config) -> None:
                     "Multi-host run: call jax.distributed.initialize() first (coordinator, "
                     "process count and id from the cluster (SLURM, ...) or from "
                     "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
+  names = ("workdir", "overwrite", "seeds", "stack_seeds", "distributed")
+  cli.show_in_help("config", *names)
+  main_module = sys.modules["__main__"]
+  doc = doc or main_module.__doc__ or ""
+  if any(a in ("--help", "-h", "--helpshort", "-?") for a in sys.argv[1:]):
+    print(doc.rstrip() + "\n\nflags:\n" + cli.flags_help(names) +
+          "\n  --config.<field>=VALUE: override a config field (any of those below)\n\n"
+          "config fields (defaults):\n" + cli.config_help(config))
+    sys.exit(0)
 
   def _main(argv):
     if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+      raise ConfigError(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
     setup_logging()
     FLAGS = flags.FLAGS
     if FLAGS.distributed:
@@ -159,13 +187,36 @@ def main(get_config) -> None:
     enable_compilation_cache()
     if FLAGS.seeds:
       workdir = FLAGS.workdir or default_workdir(FLAGS.config)
-      seeds = [int(s) for s in FLAGS.seeds]
+      seeds = cli.parse_list(FLAGS.seeds, "seeds")
       stack = {"auto": None, "on": True, "off": False}[FLAGS.stack_seeds]
-      for results in run_seeds(FLAGS.config, seeds, seed_workdirs(workdir, seeds),
-                               overwrite=FLAGS.overwrite, stack=stack):
+      workdirs = seed_workdirs(workdir, seeds)
+      for results in run_seeds(FLAGS.config, seeds, workdirs, overwrite=FLAGS.overwrite,
+                               stack=stack):
         print("\n" + results_table(results), flush=True)
+      if len(seeds) > 1 and rundir.is_writer():
+        from medjax.eval.ensemble import write_seed_ensemble
+        ens = write_seed_ensemble(workdirs, os.path.join(workdir, "ensemble"))
+        t = ens["test"]
+        print(f"\nensemble of seeds {seeds} (mean probability): accuracy {t['accuracy']:.4f}, "
+              f"AUC {t['auc']:.4f} -> {os.path.join(workdir, 'ensemble')}", flush=True)
       return
     results = run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
     print("\n" + results_table(results), flush=True)
 
-  app.run(_main)
+  cli.run(_main)
+
+
+def console_main() -> None:
+  """`medjax-train <dataset>_<model> [flags]`, the console script for any experiment file."""
+  names = sorted(f"{d}_{m}" for d, m in config_lib.PAPER_TABLE2)
+  if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+    print("usage: medjax-train <experiment> [--workdir=DIR] [--config.<field>=VALUE ...]\n"
+          f"experiments: {', '.join(names)}\n"
+          "`medjax-train <experiment> --help` lists its flags and config fields.",
+          file=sys.stderr)
+    sys.exit(0 if sys.argv[1:2] in (["--help"], ["-h"]) else 2)
+  name = sys.argv.pop(1)
+  if name not in names:
+    cli.fail(f"unknown experiment {name!r}; known: {', '.join(names)}")
+  module = importlib.import_module(f"experiments.{name}")
+  main(module.get_config, doc=module.__doc__)

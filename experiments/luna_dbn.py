@@ -5,9 +5,8 @@
 
 2500 visible units (flattened pixels), RBMs of 1500, 1000, 500 and 200 hidden units pretrained
 greedily by CD-1 (config.dbn), then a softmax layer and fine-tuning of the whole stack (Adam 1e-4,
-batch 20, 100 epochs). Paper (Table 2): 89.4% test accuracy. On the paper's patch set (train ->
-val, majority class 82.7%) medjax reaches 0.907 accuracy, AUC 0.921 (pretraining ~2 min,
-fine-tuning ~38 min on a heavily shared 2-core CPU); on the synthetic data 0.906, AUC 0.92.
+batch 20, 100 epochs). Paper (Table 2): 89.4% test accuracy. Measured results: README.md
+("Results"), generated from results/.
 """
 
 from experiments import _runner

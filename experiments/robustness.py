@@ -13,7 +13,6 @@ then upsampled back, bilinear). Writes robustness.json, robustness.csv and robus
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import glob
@@ -25,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+from medjax.errors import UserError
 
 NOISE = (0.0, 0.02, 0.05, 0.1, 0.2)
 FACTORS = (1.0, 0.75, 0.5, 0.25)
@@ -87,6 +88,7 @@ def evaluate_run(workdir: str, noise=NOISE, factors=FACTORS) -> list[dict]:
   dataset = load_dataset(config.dataset, config.data, config.data.seed)
   test = dataset.test
   predict_fn = predictor_for(config, workdir, results, dataset.image_shape)
+  majority = float(max(np.mean(test.labels), 1 - np.mean(test.labels)))
   rows = []
   for kind, values, transform in (("noise", noise, add_noise),
                                   ("resolution", factors, lower_resolution)):
@@ -95,49 +97,88 @@ def evaluate_run(workdir: str, noise=NOISE, factors=FACTORS) -> list[dict]:
       m = classification_metrics(test.labels, predict_fn(perturbed), seed=config.seed)
       rows.append({"run": config.experiment, "workdir": workdir, "perturbation": kind,
                    "value": v, "accuracy": m["accuracy"], "auc": m["auc"],
-                   "synthetic": results["synthetic"]})
+                   "synthetic": results["synthetic"], "smoke": bool(config.get("smoke")),
+                   "majority": majority})
       log.info("%s %s=%g: accuracy %.4f, AUC %s", config.experiment, kind, v, m["accuracy"],
                "n/a" if m["auc"] is None else f"{m['auc']:.4f}")
   return rows
 
 
 def plot(rows: list[dict], path: str) -> None:
-  from medjax.eval.plots import plt
-  fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=110)
+  """Accuracy (top) and AUC (bottom) against noise (left) and resolution (right), a line per
+  run, on fixed axes from 0.4 to 1, with the majority-class accuracy and AUC 0.5 dashed."""
+  from medjax.eval.plots import data_marks, plt, save_figure, set_title
+  fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=110, layout="constrained")
   runs = sorted({(r["run"], r["workdir"]) for r in rows})
-  for j, kind in enumerate(("noise", "resolution")):
-    for i, metric in enumerate(("accuracy", "auc")):
+  unique_names = len({run for run, _ in runs}) == len(runs)
+  for j, (kind, values, xlabel) in enumerate((
+      ("noise", NOISE, "Gaussian noise sigma (image scale [0, 1])"),
+      ("resolution", FACTORS, "resolution factor (1 = original)"))):
+    for i, (metric, name) in enumerate((("accuracy", "accuracy"), ("auc", "ROC AUC"))):
       ax = axes[i][j]
-      for run, wd in runs:
-        pts = [(r["value"], r[metric]) for r in rows if r["workdir"] == wd and
-               r["perturbation"] == kind and r[metric] is not None]
+      for n, (run, wd) in enumerate(runs):
+        pts = sorted((r["value"], r[metric]) for r in rows if r["workdir"] == wd and
+                     r["perturbation"] == kind and r[metric] is not None)
         if pts:
-          ax.plot(*zip(*pts), "o-", label=run if len({x[0] for x in runs}) == len(runs)
-                  else f"{run} ({os.path.basename(wd)})")
-      ax.set_xlabel("Gaussian noise sigma" if kind == "noise" else "resolution factor")
-      ax.set_ylabel(metric)
+          ax.plot(*zip(*pts), "o-", color=f"C{n % 10}",
+                  label=run if unique_names else f"{run} ({os.path.basename(wd)})")
+      majority = {wd: r["majority"] for r in rows if r.get("majority") is not None
+                  for wd in [r["workdir"]]}
+      if metric == "auc":
+        ax.axhline(0.5, color="0.5", linestyle="--", lw=1, zorder=3, label="chance (AUC 0.5)")
+      elif len(set(majority.values())) == 1:
+        value = next(iter(majority.values()))
+        ax.axhline(value, color="0.5", linestyle="--", lw=1, zorder=3,
+                   label=f"majority class ({value:.3f})")
+      else:  # runs on different test sets: each run's own baseline in its colour
+        label = "majority class (run colour)"
+        for n, (run, wd) in enumerate(runs):
+          if wd in majority:
+            ax.axhline(majority[wd], color=f"C{n % 10}", linestyle="--", lw=0.8, label=label)
+            label = None
+      observed = [r[metric] for r in rows if r[metric] is not None]
+      ax.set_ylim(min(0.4, np.floor(10 * min(observed, default=0.4)) / 10), 1.0)
+      ax.set_xticks(sorted({r["value"] for r in rows if r["perturbation"] == kind} | set(values)))
       if kind == "resolution":
         ax.invert_xaxis()
+      ax.set_title(f"{name} under {'added noise' if kind == 'noise' else 'lower resolution'}")
+      ax.set_xlabel(xlabel)
+      ax.set_ylabel(name)
       ax.grid(alpha=0.3)
-  axes[0][0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  auc_handles, auc_labels = axes[1][0].get_legend_handles_labels()
+  handles.append(auc_handles[auc_labels.index("chance (AUC 0.5)")])
+  labels.append("chance (AUC 0.5)")
+  fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+  marks = data_marks(any(r.get("synthetic") for r in rows), any(r.get("smoke") for r in rows))
+  set_title(fig, f"Robustness of {len(runs)} trained model{'s' * (len(runs) != 1)} "
+            "(test split)", marks)
+  save_figure(fig, path)
 
 
-def main(argv=None) -> list[dict]:
-  p = argparse.ArgumentParser(description="Accuracy/AUC of trained models under noise and "
-                              "lower resolution.")
-  p.add_argument("--workdirs", required=True,
-                 help="comma-separated run directories or glob patterns")
-  p.add_argument("--out", default=os.path.join("runs", "robustness"))
-  args = p.parse_args(argv)
+def define_flags(fv) -> None:
+  from absl import flags
+  flags.DEFINE_string("workdirs", None, "Comma-separated run directories or glob patterns "
+                      "(required).", flag_values=fv)
+  flags.DEFINE_string("out", os.path.join("runs", "robustness"), "Output directory for "
+                      "robustness.json, .csv and .png.", flag_values=fv)
+
+
+def main(argv=None) -> list[dict] | None:
+  """`argv`: the flags (default: sys.argv[1:])."""
+  import sys
+  from medjax import cli
+  args = cli.parse_flags(define_flags, sys.argv[1:] if argv is None else argv, __doc__)
+  if args is None:
+    return None
+  if not args.workdirs:
+    raise UserError("--workdirs is required")
   from experiments._runner import setup_logging
   setup_logging()
   workdirs = sorted({d for pattern in args.workdirs.split(",") for d in glob.glob(pattern)
                      if os.path.exists(os.path.join(d, "results.json"))})
   if not workdirs:
-    raise SystemExit(f"no finished runs (with results.json) match {args.workdirs!r}")
+    raise UserError(f"no finished runs (with results.json) match {args.workdirs!r}")
   rows = [r for wd in workdirs for r in evaluate_run(wd)]
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "robustness.json"), "w") as f:
@@ -152,4 +193,5 @@ def main(argv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-  main()
+  from medjax import cli as _cli
+  _cli.guard(main)

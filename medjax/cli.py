@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 from typing import Callable
 
 from medjax.errors import UserError
@@ -37,6 +38,18 @@ def show_in_help(*names: str) -> None:
   from absl import flags
   for name in names:
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+
+def flags_help(names) -> str:
+  """One entry per flag of `names` (absl's global FLAGS): `--name: help (default: value)`."""
+  from absl import flags
+  lines = []
+  for name in names:
+    flag = flags.FLAGS[name]
+    default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+    lines.append(textwrap.fill(f"--{name}: {flag.help}{default}", 100, initial_indent="  ",
+                               subsequent_indent="      "))
+  return "\n".join(lines)
 
 
 def fail(message: str) -> None:
@@ -111,16 +124,22 @@ def parse_list(value, name: str, kind=int) -> list:
 def _field_comments() -> dict[str, str]:
   """The comment beside each field in medjax/config.py, keyed by dotted path."""
   from medjax import config as config_lib
-  comments, block = {}, ""
+  comments, block, above = {}, "", []
   for line in inspect.getsource(config_lib).splitlines():
     m = re.match(r"def (\w+)_defaults\(", line)
     if m:
       block = m.group(1) + "."
     elif line.startswith("def "):
       block = ""
-    m = re.match(r"\s*c\.([\w.]+)\s*=.*?#\s*(.+)$", line)
-    if m:
-      comments[block + m.group(1)] = m.group(2).strip()
+    if re.match(r"\s*#", line):  # a comment block above a field describes it
+      above.append(line.strip().lstrip("#").strip())
+      continue
+    m = re.match(r"\s*c\.([\w.]+)\s*=([^#]*)(?:#\s*(.+))?$", line)
+    if m and not m.group(2).strip().startswith("ml_collections.ConfigDict"):
+      note = m.group(3) or " ".join(above)
+      if note:
+        comments[block + m.group(1)] = note.strip()
+    above = []
   return comments
 
 

@@ -5,9 +5,37 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
+from medjax.errors import ConfigError
+
 DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 MODELS = ("cnn", "resnet", "dbn", "sgan")
 PAPER_EPOCHS = 100
+# Table 2 of Liu et al. (2021): test accuracy % per (dataset, model); no DBN at 256 px.
+PAPER_TABLE2 = {
+    ("luna", "cnn"): 92.5, ("luna", "resnet"): 93.1, ("luna", "dbn"): 89.4,
+    ("luna", "sgan"): 80.0,
+    ("hip128_crop", "cnn"): 89.2, ("hip128_crop", "resnet"): 95.2,
+    ("hip128_crop", "dbn"): 76.2, ("hip128_crop", "sgan"): 75.0,
+    ("hip128_full", "cnn"): 82.6, ("hip128_full", "resnet"): 93.6,
+    ("hip128_full", "dbn"): 70.1, ("hip128_full", "sgan"): 69.5,
+    ("hip256_crop", "cnn"): 86.0, ("hip256_crop", "resnet"): 90.1,
+    ("hip256_crop", "sgan"): 74.4,
+    ("hip256_full", "cnn"): 80.7, ("hip256_full", "resnet"): 87.5,
+    ("hip256_full", "sgan"): 64.1,
+}
+
+
+def image_size(dataset: str) -> int:
+  """50 for LUNA16 patches; a hip variant's size from its name (hip128_crop -> 128)."""
+  return 50 if dataset == "luna" else hip_variant(dataset)[0]
+
+
+def hip_variant(dataset: str) -> tuple[int, bool]:
+  """(size, cropped) of `hip<size>_<crop|full>`."""
+  if dataset not in DATASETS or dataset == "luna":
+    raise ConfigError(f"not a hip X-ray dataset: {dataset!r}; known: {DATASETS[1:]}")
+  size, variant = dataset[len("hip"):].split("_")
+  return int(size), variant == "crop"
 
 
 def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
@@ -25,11 +53,20 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.batch_size = 20
   c.eval_batch_size = 200
   c.learning_rate = 1e-4
+  # Learning-rate schedule (medjax.train.optim): "constant" (the paper), "cosine", "step".
+  c.lr_schedule = "constant"
+  c.warmup_epochs = 0.0             # linear warm-up from 0 (cosine and step)
+  c.lr_decay_epochs = 30            # "step": multiply by lr_decay_factor every this many epochs
+  c.lr_decay_factor = 0.1
+  # Stop when the validation checkpoint metric has not improved for this many epochs (None: off,
+  # the paper's fixed epochs).
+  c.early_stopping_patience = config_dict.placeholder(int)
   c.checkpoint_metric = "accuracy"  # validation metric that picks the best checkpoint: or "auc"
   c.eval_checkpoint = "best"        # test the "best" (by validation) or the "last" checkpoint
+  c.temperature_scaling = True      # also report test calibration after a temperature fit on val
   c.log_every = 50                  # steps between host syncs (progress bar, NaN check)
-  # Training split on device, chunks of steps as one jitted scan. None: on for GPU/TPU, off on
-  # CPU, where XLA runs a scan of train steps ~2.5x slower than separate jitted steps (measured).
+  # Training split on device, chunks of steps as one jitted scan. None: the platform's default
+  # (medjax.platform: on for GPU/TPU, off on CPU, where it is slower).
   c.device_resident = config_dict.placeholder(bool)
   c.smoke = False                   # tiny model, little data, 1 epoch: for tests
 
@@ -39,8 +76,11 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.dir = config_dict.placeholder(str)  # unset: the embedded synthetic data
+  # Where training batches come from: "arrays" (host memory) or "tfdata" (a tf.data pipeline
+  # over the same examples in the same order; needs TensorFlow). Same model either way.
+  c.data.source = "arrays"
   # LUNA16 patches are 50x50; a hip variant's size and cropping come from its name.
-  c.data.image_size = 50 if dataset == "luna" else int(dataset[len("hip"):].split("_")[0])
+  c.data.image_size = image_size(dataset)
   c.data.include_rotated = False    # add the patch set's unlisted rotated positives to train
   c.data.val_fraction = 0.1         # of train, held out for model selection when no test split
   # Seed of the data split, the hold-out and the subsampling. None: `seed`. Pinned, several model
@@ -81,13 +121,72 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
 
 def _model_config(model: str) -> ml_collections.ConfigDict | None:
   """Extra config block of models with their own training algorithm (config.dbn, config.sgan)."""
-  if model == "dbn":
-    from medjax.train.dbn import default_config
-    return default_config()
-  if model == "sgan":
-    from medjax.train.sgan import default_config
-    return default_config()
-  return None
+  return {"dbn": dbn_defaults, "sgan": sgan_defaults}.get(model, lambda: None)()
+
+
+def dbn_defaults() -> ml_collections.ConfigDict:
+  """`config.dbn`: the pretraining settings (fine-tuning uses the top-level config).
+
+  hidden                  the paper's four RBM layers
+  tiny_hidden             hidden sizes when config.model_size == "tiny" (smoke runs: 1 epoch)
+  pretrain_epochs         CD epochs per layer
+  cd_k                    Gibbs steps per update (CD-k / PCD-k)
+  persistent              persistent CD (fantasy particles carried across updates)
+  gaussian_visible        first layer Gaussian-Bernoulli on per-pixel standardized pixels;
+                          False: Bernoulli on pixel intensities in [0, 1] used as probabilities
+  pretrain_learning_rate  Bernoulli layers, on batch-averaged statistics
+  gaussian_learning_rate  the Gaussian first layer: Hinton's guide takes it 1-2 orders of
+                          magnitude below the binary layers' rate
+  initial_momentum, momentum, momentum_switch_epoch
+                          0.5 for the first epochs, then 0.9 (Hinton's guide, section 9)
+  weight_decay            L2 on the weights only (guide: 1e-4 to 1e-2 times the gradient)
+  pretrain_batch_size     CD minibatch (the guide: 10 to 100)
+  monitor_examples        fixed train/held-out subsets for the per-epoch numbers
+
+  Fine-tuning keeps the shared `config.augment` (dihedral transforms, 2-pixel shifts): a fully
+  connected net has no built-in invariance, so label-preserving copies are its only source of
+  it, and 5.9M parameters on ~4.7k patches need the regularization. Pretraining sees the plain
+  images; the per-pixel statistics of the Gaussian layer are close to dihedral-symmetric on
+  centred nodule patches, so the augmented inputs stay in the range the RBM was trained on.
+  """
+  c = ml_collections.ConfigDict()
+  c.hidden = (1500, 1000, 500, 200)
+  c.tiny_hidden = (32, 16)
+  c.pretrain_epochs = 10
+  c.cd_k = 1
+  c.persistent = False
+  c.gaussian_visible = True
+  c.pretrain_learning_rate = 0.05
+  c.gaussian_learning_rate = 0.002
+  c.initial_momentum = 0.5
+  c.momentum = 0.9
+  c.momentum_switch_epoch = 5
+  c.weight_decay = 2e-4
+  c.pretrain_batch_size = 20
+  c.monitor_examples = 500
+  return c
+
+
+def sgan_defaults() -> ml_collections.ConfigDict:
+  """The `config.sgan` block. Defaults follow DCGAN/Salimans (Adam 2e-4, beta1 0.5); the paper's
+  setting is Adam 1e-4 with Keras' beta1 0.9: set d_/g_learning_rate and d_/g_beta1."""
+  c = ml_collections.ConfigDict()
+  c.latent_dim = 100
+  # Labelled training examples (stratified, seeded); None: all of them. The rest of the training
+  # split is used without labels.
+  c.num_labelled = config_dict.placeholder(int)
+  c.d_learning_rate = 2e-4
+  c.d_beta1 = 0.5
+  c.g_learning_rate = 2e-4
+  c.g_beta1 = 0.5
+  c.unsupervised_weight = 1.0   # weight of the real/fake loss against the classification loss
+  c.feature_matching = False    # G matches mean trunk features instead of fooling D
+  c.label_smoothing = 0.0       # one-sided: D's target for real images is 1 - this (0.1 common)
+  c.dropout_rate = 0.4
+  c.features = 128              # channels of every G and D convolution (the paper's 128)
+  c.sample_every = 5            # epochs between sample grids (also after the first and last)
+  c.sample_grid = 8             # the grid is sample_grid x sample_grid generated images
+  return c
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -95,6 +194,24 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict(config.to_dict())
   _check(c.dataset in DATASETS, f"unknown dataset {c.dataset!r}; known: {DATASETS}")
   _check(c.model in MODELS, f"unknown model {c.model!r}; known: {MODELS}")
+  _check(c.experiment == f"{c.dataset}_{c.model}",
+         f"config.dataset={c.dataset!r} and config.model={c.model!r} do not match the experiment "
+         f"{c.experiment!r} (its results would be labelled so); run "
+         f"`python -m experiments.{c.dataset}_{c.model}` instead")
+  _check(c.lr_schedule in ("constant", "cosine", "step"),
+         f"lr_schedule must be 'constant', 'cosine' or 'step', got {c.lr_schedule!r}")
+  _check(c.warmup_epochs >= 0 and c.lr_decay_epochs >= 1 and 0 < c.lr_decay_factor <= 1,
+         "warmup_epochs must be >= 0, lr_decay_epochs >= 1 and lr_decay_factor in (0, 1]")
+  _check(c.early_stopping_patience is None or c.early_stopping_patience >= 1,
+         f"early_stopping_patience must be >= 1 or None, got {c.early_stopping_patience}")
+  _check(c.data.source in ("arrays", "tfdata"),
+         f"data.source must be 'arrays' or 'tfdata', got {c.data.source!r}")
+  _check(c.data.pad in ("border", "zero"), f"data.pad must be 'border' or 'zero', got {c.data.pad!r}")
+  _check(0 <= c.augment.max_shift <= c.data.image_size // 4,
+         f"augment.max_shift must be in 0..{c.data.image_size // 4} pixels (a quarter of the "
+         f"{c.data.image_size}-pixel image), got {c.augment.max_shift}")
+  _check(c.data.bit_depth is None or 1 <= c.data.bit_depth <= 16,
+         f"data.bit_depth must be in 1..16 or None, got {c.data.bit_depth}")
   _check(c.model_size in ("full", "tiny"), f"model_size must be 'full' or 'tiny', got {c.model_size!r}")
   _check(c.dtype in ("float32", "bfloat16"), f"dtype must be 'float32' or 'bfloat16', got {c.dtype!r}")
   _check(c.checkpoint_metric in ("accuracy", "auc"),
@@ -113,6 +230,17 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _check(len(c.data.hu_window) == 2 and c.data.hu_window[0] < c.data.hu_window[1],
          f"data.hu_window must be (lo, hi) with lo < hi, got {c.data.hu_window}")
   _check(c.data.slices >= 1 and c.data.slices % 2 == 1, f"data.slices must be odd and >= 1, got {c.data.slices}")
+  if c.model == "sgan":
+    s = c.sgan
+    _check(0 <= s.label_smoothing < 0.5, f"sgan.label_smoothing must be in [0, 0.5), got "
+           f"{s.label_smoothing}")
+    _check(0 <= s.dropout_rate < 1, f"sgan.dropout_rate must be in [0, 1), got {s.dropout_rate}")
+    _check(s.unsupervised_weight >= 0, f"sgan.unsupervised_weight must be >= 0, got "
+           f"{s.unsupervised_weight}")
+    _check(s.d_learning_rate > 0 and s.g_learning_rate > 0,
+           "sgan.d_learning_rate and sgan.g_learning_rate must be > 0")
+    _check(s.num_labelled is None or s.num_labelled >= 2,
+           f"sgan.num_labelled must be >= 2 (one per class) or None, got {s.num_labelled}")
   if c.smoke:
     c.model_size = "tiny"
     c.data.synthetic_train = min(c.data.synthetic_train, 240)
@@ -128,8 +256,10 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if c.num_epochs is None:
     c.num_epochs = c.synthetic_num_epochs if not c.data.dir else PAPER_EPOCHS
   if c.device_resident is None:
-    import jax
-    c.device_resident = jax.default_backend() != "cpu"
+    from medjax import platform
+    c.device_resident = platform.device_resident_default() and c.data.source == "arrays"
+  _check(not (c.data.source == "tfdata" and c.device_resident),
+         "data.source='tfdata' feeds batches from the host: set device_resident=False")
   for name in ("num_epochs", "batch_size", "eval_batch_size", "log_every"):
     _check(c[name] >= 1, f"{name} must be >= 1, got {c[name]}")
   _check(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
@@ -139,4 +269,4 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def _check(ok: bool, message: str) -> None:
   if not ok:
-    raise ValueError(message)
+    raise ConfigError(message)

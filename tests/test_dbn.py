@@ -103,6 +103,7 @@ def dict_config(**overrides):
   return config
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_results_and_reuses_the_pretrained_stack(tmp_path, monkeypatch):
   config = luna_dbn.get_config()
   config.smoke = True
@@ -133,3 +134,29 @@ def test_smoke_run_writes_results_and_reuses_the_pretrained_stack(tmp_path, monk
   again = _runner.run(config, workdir)
   assert again["test"] == results["test"]
   assert again["pretrain"] == results["pretrain"]
+
+
+def test_diverging_pretraining_stops_naming_layer_and_epoch():
+  from medjax.train import dbn
+  from medjax.train.driver import NonFiniteLossError
+  fine = {"recon_error": 0.9, "free_energy": -12.0}
+  dbn.check_pretraining(fine, baseline=1.0, name="RBM 1/4", epoch=3, field="dbn.x")
+  with pytest.raises(NonFiniteLossError, match=r"RBM 1/4 .*diverged at epoch 3: reconstruction "
+                     r"error 5\.8e\+18.*lower dbn\.gaussian_learning_rate"):
+    dbn.check_pretraining({"recon_error": 5.8e18, "free_energy": 1.0}, baseline=1.0,
+                          name="RBM 1/4 (2500 -> 1500)", epoch=3,
+                          field="dbn.gaussian_learning_rate")
+  with pytest.raises(NonFiniteLossError, match="non-finite free_energy at epoch 2"):
+    dbn.check_pretraining({"recon_error": 0.5, "free_energy": float("nan")}, baseline=1.0,
+                          name="RBM 2/4", epoch=2, field="dbn.pretrain_learning_rate")
+
+
+@pytest.mark.slow
+def test_a_diverging_learning_rate_stops_the_run_before_results(tmp_path):
+  from medjax.train.driver import NonFiniteLossError
+  config = luna_dbn.get_config()
+  config.smoke = True
+  config.dbn.gaussian_learning_rate = 1e4
+  with pytest.raises(NonFiniteLossError, match=r"pretrain RBM 1/2 .* at epoch 1"):
+    _runner.run(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run" / "results.json").exists()

@@ -9,7 +9,10 @@ import pytest
 
 from experiments import _runner, luna_cnn, luna_resnet
 from medjax import config as config_lib
-from medjax.train.loop import ConfigMismatchError
+from medjax.errors import WorkdirError
+
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,7 +60,7 @@ def test_smoke_run_writes_valid_results(module, tmp_path):
 
   # Another config in the same workdir is refused, naming the difference.
   config.learning_rate = 1e-3
-  with pytest.raises(ConfigMismatchError, match="learning_rate: 0.0001 -> 0.001"):
+  with pytest.raises(WorkdirError, match="learning_rate: 0.0001 -> 0.001"):
     _runner.run(config, workdir)
 
 
@@ -72,8 +75,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
   real_run = DeviceEpochs.run
 
-  def interrupted(self, state, epoch, rng):
-    for i, out in enumerate(real_run(self, state, epoch, rng)):
+  def interrupted(self, state, epoch):
+    for i, out in enumerate(real_run(self, state, epoch)):
       if epoch == 3 and i == 1:
         raise KeyboardInterrupt  # dies in the middle of epoch 3
       yield out

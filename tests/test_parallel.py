@@ -8,6 +8,9 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "_dp_worker.py")
 

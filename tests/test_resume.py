@@ -7,6 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ["--config.smoke=True", "--config.num_epochs=6", "--config.log_every=2",
         "--config.model_size=full", "--config.data.max_train=600"]
@@ -62,7 +67,7 @@ def test_non_finite_loss_stops_naming_step_epoch_and_last_checkpoint(tmp_path, m
   import pytest
   from experiments import _runner, luna_cnn
   from medjax.train import supervised
-  from medjax.train.loop import NonFiniteLossError
+  from medjax.train.driver import NonFiniteLossError
 
   real_step = supervised.train_step
 
@@ -79,6 +84,6 @@ def test_non_finite_loss_stops_naming_step_epoch_and_last_checkpoint(tmp_path, m
     _runner.run(config, str(tmp_path / "run"))
   message = str(err.value)
   assert "of epoch 2 (global step 15)" in message
-  assert message.endswith(os.path.join("checkpoints", "1"))
+  assert f"last good checkpoint: {tmp_path / 'run' / 'checkpoints' / '1'};" in message
   assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["1"]
   assert not (tmp_path / "run" / "results.json").exists()

@@ -6,6 +6,9 @@ import pytest
 from experiments import _runner, luna_cnn, robustness
 
 
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
+
 def test_noise_and_resolution_transforms():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (4, 32, 32, 1)).astype(np.uint8)
@@ -33,3 +36,37 @@ def test_robustness_of_a_finished_run(tmp_path):
   assert clean["accuracy"] == pytest.approx(results["test"]["accuracy"])
   assert (tmp_path / "rob" / "robustness.png").stat().st_size > 0
   assert json.loads((tmp_path / "rob" / "robustness.json").read_text()) == rows
+
+
+def test_figure_has_titles_fixed_axes_baselines_and_marks(tmp_path, monkeypatch):
+  from medjax.eval import plots
+  seen = {}
+  save = plots.save_figure
+
+  def spy(fig, path):
+    seen["fig"] = fig
+    fig.canvas.draw()
+    save(fig, path)
+
+  monkeypatch.setattr(plots, "save_figure", spy)
+  rows = [{"run": run, "workdir": f"runs/{run}", "perturbation": kind, "value": v,
+           "accuracy": acc - 0.01 * i, "auc": acc - 0.02 * i, "synthetic": True,
+           "smoke": False, "majority": 0.834}
+          for run, acc in (("luna_cnn", 0.5), ("luna_dbn", 0.9))
+          for kind, values in (("noise", robustness.NOISE), ("resolution", robustness.FACTORS))
+          for i, v in enumerate(values)]
+  path = tmp_path / "robustness.png"
+  robustness.plot(rows, str(path))
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  fig = seen["fig"]
+  assert "SYNTHETIC DATA" in fig._suptitle.get_text()
+  assert len(fig.axes) == 4
+  for ax in fig.axes:
+    assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert ax.get_ylim() == (0.4, 1.0)  # fixed: not auto-scaled to the data
+    assert ax.get_legend() is None  # one shared legend, outside the panels
+    dashed = [l.get_ydata()[0] for l in ax.get_lines() if l.get_linestyle() == "--"]
+    assert dashed == [0.834] if "accuracy" in ax.get_title() else dashed == [0.5]
+    assert sum(l.get_label().startswith("luna_") for l in ax.get_lines()) == 2
+  legend, = fig.legends
+  assert {"luna_cnn", "luna_dbn"} <= {t.get_text() for t in legend.get_texts()}

@@ -15,6 +15,9 @@ from medjax.train import loop
 from medjax.train.seeds import config_for_seed, train_seeds
 
 
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
+
 def _probabilities(path):
   with open(path) as f:
     return np.array([float(row["prob_positive"]) for row in csv.DictReader(f)])
@@ -104,7 +107,8 @@ def test_bad_requests_are_refused(tmp_path):
 
 def test_seeds_run_one_by_one_on_cpu_by_default(single_runs, tmp_path):
   _, single = single_runs
-  assert not _runner.stack_by_default()  # the test machine is a CPU
+  from medjax import platform
+  assert not platform.stack_seeds_default()  # the test machine is a CPU
   workdirs = _runner.seed_workdirs(str(tmp_path), [0, 1])
   for seed, r in zip((0, 1), _runner.run_seeds(_config(), [0, 1], workdirs)):
     assert "stacked_seeds" not in r

@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 from medjax.data import Split, batches
 from medjax.models.sgan import (ConvTranspose4x4, Discriminator, DiscriminatorTiny, Generator,
                                 GeneratorTiny, real_probability, to_tanh_range)
+from medjax import config as config_lib
 from medjax.train import sgan
 
 
@@ -93,7 +94,7 @@ def test_conv_transpose_4x4_equals_flax_conv_transpose():
 
 @functools.lru_cache(maxsize=None)  # tests share the compiled step (states are immutable)
 def _setup(feature_matching=False, size=16, latent=8, lr=1e-3):
-  config = sgan.default_config()
+  config = config_lib.sgan_defaults()
   config.d_learning_rate = config.g_learning_rate = lr
   gen = GeneratorTiny(image_shape=(size, size, 1))
   disc = DiscriminatorTiny(dropout_rate=0.2)
@@ -164,6 +165,7 @@ def test_labelled_indices_are_stratified_seeded_and_all_by_default():
     sgan.labelled_indices(labels, 1, seed=0)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_results_and_sample_grids(tmp_path):
   import json
   import os
@@ -194,3 +196,13 @@ def test_smoke_run_writes_results_and_sample_grids(tmp_path):
   again = _runner.run(config, workdir)
   assert again["test"] == results["test"]
   assert len(open(os.path.join(workdir, "metrics.jsonl")).read().splitlines()) == 1
+
+
+def test_one_sided_label_smoothing_targets_real_images_at_one_minus_smoothing():
+  logits = jnp.array([[0.3, -1.2], [2.0, 0.5], [-3.0, -2.0]])
+  lse = jax.nn.logsumexp(logits, axis=-1)
+  d = jax.nn.sigmoid(lse)
+  np.testing.assert_allclose(sgan.real_loss(logits), -jnp.log(d).mean(), rtol=1e-5)
+  # cross-entropy against the target 0.9 for "real"
+  expected = -(0.9 * jnp.log(d) + 0.1 * jnp.log(1 - d)).mean()
+  np.testing.assert_allclose(sgan.real_loss(logits, 0.1), expected, rtol=1e-5)

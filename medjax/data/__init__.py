@@ -7,12 +7,12 @@ import os
 
 import numpy as np
 
+from medjax.config import DATASETS, hip_variant
 from medjax.data.base import (DataError, Dataset, Split, check_both_classes,
                               stratified_holdout)
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 
 
 def _subset(split: Split, n: int | None, seed: int) -> Split:
@@ -47,6 +47,7 @@ def load_luna(data_config, seed: int) -> Dataset:
   from medjax.data import luna16, luna16_patches
   root = data_config.dir
   is_synthetic = not root
+  froc_files = (None, None)
   if root and os.path.isfile(root) and root.endswith(".npz"):
     splits, source = luna16.load_splits(root), root
   elif root and os.path.isfile(luna16_patches.label_file(root, "train")):
@@ -58,11 +59,13 @@ def load_luna(data_config, seed: int) -> Dataset:
     splits = luna16.prepare(root, luna16.Options.from_config(data_config, seed),
                             workers=data_config.workers, cache=data_config.cache)
     source = f"{root} (raw CT, {_split_label(data_config)})"
+    froc_files = _froc_files(root)
   elif root:  # not a known layout: let the patch loader say what it expected
     splits, source = luna16_patches.load_patch_folder(root, image_size=data_config.image_size), root
   else:
     from medjax.data import synthetic_ct
     raw = synthetic_ct.luna16_root()
+    froc_files = _froc_files(raw)
     splits = luna16.prepare(raw, luna16.Options.from_config(data_config, seed),
                             workers=data_config.workers or 1, cache=data_config.cache)
     splits["train"] = _subset(splits["train"], data_config.synthetic_train, seed)
@@ -82,7 +85,14 @@ def load_luna(data_config, seed: int) -> Dataset:
     train, val = stratified_holdout(train, data_config.val_fraction, seed)
   for name, split in (("train", train), ("test", test)):
     check_both_classes(split, f"{source}: {name} split")
-  return Dataset("luna", train=train, val=val, test=test, synthetic=is_synthetic, source=source)
+  return Dataset("luna", train=train, val=val, test=test, synthetic=is_synthetic, source=source,
+                 annotations=froc_files[0], excluded=froc_files[1])
+
+
+def _froc_files(root: str) -> tuple[str | None, str | None]:
+  """annotations.csv and annotations_excluded.csv of a raw LUNA16 layout, where present."""
+  found = [os.path.join(root, name) for name in ("annotations.csv", "annotations_excluded.csv")]
+  return tuple(p if os.path.isfile(p) else None for p in found)
 
 
 def load_dataset(name: str, data_config, seed: int) -> Dataset:
@@ -91,8 +101,8 @@ def load_dataset(name: str, data_config, seed: int) -> Dataset:
     return load_luna(data_config, seed)
   if name in DATASETS:
     from medjax.data import hip_xray
-    size, variant = name[len("hip"):].split("_")
-    return hip_xray.load_hip(data_config, seed, crop=variant == "crop", size=int(size))
+    size, crop = hip_variant(name)
+    return hip_xray.load_hip(data_config, seed, crop=crop, size=size)
   raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
 
 

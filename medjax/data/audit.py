@@ -18,7 +18,6 @@ correlations of zero-padded images.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
@@ -26,6 +25,7 @@ import sys
 import numpy as np
 
 from medjax.data.base import DataError, Split
+from medjax.errors import UserError
 
 TOLERANCE = 6.0
 MAX_SHIFT = 12
@@ -206,28 +206,37 @@ def _load(spec: str) -> dict[str, Split]:
   return splits
 
 
+def define_flags(fv) -> None:
+  from absl import flags
+  flags.DEFINE_float("tolerance", TOLERANCE, "Mean absolute pixel difference (0..255) below "
+                     "which two patches count as near-duplicates.", flag_values=fv)
+  flags.DEFINE_integer("max_shift", MAX_SHIFT, "Largest shift (pixels) tried between two "
+                       "patches.", flag_values=fv)
+  flags.DEFINE_integer("shortlist", 8, "Training images checked per test image and transform.",
+                       flag_values=fv)
+
+
 def main(argv=None) -> int:
-  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("specs", nargs="+", help="DIR or X.npz (train vs its other splits), or "
-                 "TRAIN_SPEC TEST_SPEC with SPEC = DIR[:split] or X.npz[:split]")
-  p.add_argument("--tolerance", type=float, default=TOLERANCE)
-  p.add_argument("--max_shift", type=int, default=MAX_SHIFT)
-  p.add_argument("--shortlist", type=int, default=8,
-                 help="training images checked per test image and transform")
-  args = p.parse_args(argv)
-  if len(args.specs) == 1:
-    splits = _load(args.specs[0])
+  """`python -m medjax.data.audit SPEC [SPEC] [--flags]`: SPEC = DIR or X.npz (train against
+  its other splits), or TRAIN_SPEC TEST_SPEC with SPEC = DIR[:split] or X.npz[:split]."""
+  from medjax import cli
+  argv = sys.argv[1:] if argv is None else list(argv)
+  specs = [a for a in argv if not a.startswith("-")]
+  args = cli.parse_flags(define_flags, [a for a in argv if a.startswith("-")],
+                         __doc__ + "\nusage: python -m medjax.data.audit SPEC [SPEC] [flags]")
+  if args is None:
+    return 0
+  if len(specs) == 1:
+    splits = _load(specs[0])
     train, others = splits["train"], {k: v for k, v in splits.items() if k != "train"}
-  elif len(args.specs) == 2:
-    [train] = _load(args.specs[0]).values() if ":" in args.specs[0] else \
-        [_load(args.specs[0])["train"]]
-    tests = _load(args.specs[1])
-    others = tests if ":" in args.specs[1] else {k: v for k, v in tests.items() if k != "train"}
+  elif len(specs) == 2:
+    [train] = _load(specs[0]).values() if ":" in specs[0] else [_load(specs[0])["train"]]
+    tests = _load(specs[1])
+    others = tests if ":" in specs[1] else {k: v for k, v in tests.items() if k != "train"}
   else:
-    p.error("give one source or TRAIN_SPEC TEST_SPEC")
+    raise UserError("give one source (DIR or X.npz) or TRAIN_SPEC TEST_SPEC")
   if not others:
-    p.error("nothing to compare train with")
+    raise UserError("nothing to compare train with: the source has no other split")
   for name, test in others.items():
     matches = best_matches(train, test, max_shift=args.max_shift, k=args.shortlist)
     print(report(train, test, matches, args.tolerance, name, args.max_shift))
@@ -235,4 +244,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from medjax import cli as _cli
+  _cli.guard(main)

@@ -57,6 +57,9 @@ class Dataset:
   val: Split | None = None
   synthetic: bool = False
   source: str = ""
+  # LUNA16 annotations (and excluded findings) of CT-derived patches, for FROC scoring.
+  annotations: str | None = None
+  excluded: str | None = None
 
   @property
   def image_shape(self) -> tuple[int, int, int]:

@@ -46,9 +46,6 @@ class RBM:
     x = h @ self.w.T + self.b_visible
     return x if self.gaussian else jax.nn.sigmoid(x)
 
-  def sample_hidden(self, rng, v):
-    return jax.random.bernoulli(rng, self.hidden_probs(v)).astype(v.dtype)
-
   def sample_visible(self, rng, h):
     mean = self.visible_mean(h)
     if self.gaussian:

@@ -14,70 +14,26 @@ results.json). A re-run reuses the finished layers and resumes fine-tuning.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
-import shutil
 import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from medjax.data import Dataset
 from medjax.data.base import save_npz_atomic
 from medjax.models import DTYPES
 from medjax.models.rbm import DBN, RBM, dbn_params_from_stack, init_rbm
+from medjax.rundir import RunDir
 from medjax.train import loop
 from medjax.train import rbm as rbm_lib
-from medjax.train.state import init_variables
+from medjax.train.driver import NonFiniteLossError
+from medjax.train.state import init_variables, seed_rngs
 
 log = logging.getLogger(__name__)
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """`config.dbn`: the pretraining settings (fine-tuning uses the top-level config).
-
-  hidden                  the paper's four RBM layers
-  tiny_hidden             hidden sizes when config.model_size == "tiny" (smoke runs: 1 epoch)
-  pretrain_epochs         CD epochs per layer
-  cd_k                    Gibbs steps per update (CD-k / PCD-k)
-  persistent              persistent CD (fantasy particles carried across updates)
-  gaussian_visible        first layer Gaussian-Bernoulli on per-pixel standardized pixels;
-                          False: Bernoulli on pixel intensities in [0, 1] used as probabilities
-  pretrain_learning_rate  Bernoulli layers, on batch-averaged statistics
-  gaussian_learning_rate  the Gaussian first layer: Hinton's guide takes it 1-2 orders of
-                          magnitude below the binary layers' rate
-  initial_momentum, momentum, momentum_switch_epoch
-                          0.5 for the first epochs, then 0.9 (Hinton's guide, section 9)
-  weight_decay            L2 on the weights only (guide: 1e-4 to 1e-2 times the gradient)
-  pretrain_batch_size     CD minibatch (the guide: 10 to 100)
-  monitor_examples        fixed train/held-out subsets for the per-epoch numbers
-
-  Fine-tuning keeps the shared `config.augment` (dihedral transforms, 2-pixel shifts): a fully
-  connected net has no built-in invariance, so label-preserving copies are its only source of
-  it, and 5.9M parameters on ~4.7k patches need the regularization. Pretraining sees the plain
-  images; the per-pixel statistics of the Gaussian layer are close to dihedral-symmetric on
-  centred nodule patches, so the augmented inputs stay in the range the RBM was trained on.
-  """
-  c = ml_collections.ConfigDict()
-  c.hidden = (1500, 1000, 500, 200)
-  c.tiny_hidden = (32, 16)
-  c.pretrain_epochs = 10
-  c.cd_k = 1
-  c.persistent = False
-  c.gaussian_visible = True
-  c.pretrain_learning_rate = 0.05
-  c.gaussian_learning_rate = 0.002
-  c.initial_momentum = 0.5
-  c.momentum = 0.9
-  c.momentum_switch_epoch = 5
-  c.weight_decay = 2e-4
-  c.pretrain_batch_size = 20
-  c.monitor_examples = 500
-  return c
 
 
 def layer_sizes(config) -> tuple[tuple[int, ...], int]:
@@ -112,12 +68,31 @@ def _load_layer(path: str, n_visible: int, n_hidden: int, gaussian: bool):
     return rbm, float(f["seconds"])
 
 
-def pretrain(config, workdir: str, dataset: Dataset) -> tuple[list[RBM], np.ndarray,
+DIVERGED = 100.0  # reconstruction error / the data's variance above which pretraining diverged
+
+
+def check_pretraining(record: dict[str, float], baseline: float, *, name: str, epoch: int,
+                      field: str) -> None:
+  """Stops a pretraining layer whose monitor values are non-finite, or whose reconstruction
+  error exceeds DIVERGED times the data's variance (a diverging learning rate reaches 1e18
+  while staying finite), as the supervised loop stops a non-finite loss."""
+  bad = [k for k, v in record.items() if not np.isfinite(v)]
+  if bad:
+    raise NonFiniteLossError(f"pretrain {name}: non-finite {', '.join(bad)} at epoch {epoch} "
+                             f"({record}); lower {field}")
+  error = record["recon_error"]
+  if error > DIVERGED * max(baseline, 1e-6):
+    raise NonFiniteLossError(
+        f"pretrain {name}: diverged at epoch {epoch}: reconstruction error {error:.3g}, "
+        f"{error / max(baseline, 1e-6):.3g}x the data's variance {baseline:.3g}; lower {field}")
+
+
+def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarray,
                                                                np.ndarray, dict[str, Any]]:
   """Greedy CD pretraining; returns (stack, shift, scale, summary). Reuses finished layers."""
   c = config.dbn
   hidden, epochs = layer_sizes(config)
-  directory = os.path.join(workdir, "pretrain")
+  directory = run.file("pretrain")
   os.makedirs(directory, exist_ok=True)
 
   x = flat_pixels(dataset.train.images)
@@ -140,7 +115,6 @@ def pretrain(config, workdir: str, dataset: Dataset) -> tuple[list[RBM], np.ndar
   base_key = jax.random.key(config.seed)
 
   stack, summary = [], {"layers": [], "seconds": 0.0}
-  metrics_path = os.path.join(directory, "metrics.jsonl")
   retrained = False  # layers above a retrained one are retrained too
   for i, n_hidden in enumerate(hidden):
     gaussian = c.gaussian_visible and i == 0
@@ -156,6 +130,8 @@ def pretrain(config, workdir: str, dataset: Dataset) -> tuple[list[RBM], np.ndar
       retrained = True
       t0 = time.perf_counter()
       key = jax.random.fold_in(base_key, i)
+      # The reconstruction error of predicting every unit's mean: an RBM far above it diverged.
+      baseline = float(jnp.mean(jnp.var(train_mon, axis=0)))
       rbm = init_rbm(key, n_visible, n_hidden, gaussian=gaussian,
                      visible_mean=None if gaussian else jnp.mean(data, axis=0))
       state = rbm_lib.init_train_state(rbm, c.pretrain_batch_size)
@@ -167,13 +143,10 @@ def pretrain(config, workdir: str, dataset: Dataset) -> tuple[list[RBM], np.ndar
                          rbm_lib.hyperparams(lr, momentum, c.weight_decay))
         record = {k: float(v) for k, v in
                   monitor_fn(state.params, train_mon, heldout).items()}
-        if not all(np.isfinite(v) for v in record.values()):
-          raise loop.NonFiniteLossError(
-              f"pretrain {name}: non-finite monitor values at epoch {epoch}: {record}; "
-              f"lower dbn.{'gaussian' if gaussian else 'pretrain'}_learning_rate")
+        check_pretraining(record, baseline, name=name, epoch=epoch,
+                          field=f"dbn.{'gaussian' if gaussian else 'pretrain'}_learning_rate")
         record.update(layer=i, epoch=epoch, seconds=time.perf_counter() - t_epoch)
-        with open(metrics_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
+        run.append_metrics(record, "pretrain/metrics.jsonl")
         gap = record.get("free_energy_gap")
         log.info("pretrain %s: epoch %d/%d, recon error %.4f%s (%.1fs)", name, epoch, epochs,
                  record["recon_error"],
@@ -200,15 +173,12 @@ def pretrain(config, workdir: str, dataset: Dataset) -> tuple[list[RBM], np.ndar
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
                        overwrite: bool = False) -> dict[str, Any]:
   """Pretrains (or reuses) the RBM stack, fine-tunes the DBN, writes results.json."""
-  loop.prepare_workdir(config, workdir, overwrite)
-  if overwrite:
-    shutil.rmtree(os.path.join(workdir, "pretrain"), ignore_errors=True)
-  stack, shift, scale, summary = pretrain(config, workdir, dataset)
-
-  hidden, _ = layer_sizes(config)
-  model = DBN(num_classes=2, hidden=hidden, dtype=DTYPES[config.dtype])
-  init_rng, _ = jax.random.split(jax.random.key(config.seed))  # the loop's split
-  params, _ = init_variables(model, init_rng, dataset.image_shape)
-  params = dbn_params_from_stack(stack, params, shift=shift, scale=scale)
-  return loop.train_and_evaluate(config, workdir, dataset, overwrite=overwrite, model=model,
-                                 initial_params=params, extra_results={"pretrain": summary})
+  with RunDir.open(config, workdir, dataset, overwrite=overwrite) as run:
+    stack, shift, scale, summary = pretrain(config, run, dataset)
+    hidden, _ = layer_sizes(config)
+    model = DBN(num_classes=2, hidden=hidden, dtype=DTYPES[config.dtype])
+    init_rng, _ = seed_rngs(config.seed)
+    params, _ = init_variables(model, init_rng, dataset.image_shape)
+    params = dbn_params_from_stack(stack, params, shift=shift, scale=scale)
+    return loop.train_supervised(config, run, dataset, model=model, initial_params=params,
+                                 extra_results={"pretrain": summary})

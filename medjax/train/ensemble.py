@@ -9,12 +9,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from medjax.train.state import TrainState, create_train_state
+from medjax.train.state import TrainState, create_train_state, seed_rngs
 
 
 def create_train_states(model, tx, seeds, image_shape) -> TrainState:
   """One TrainState whose leaves have a leading axis of len(seeds)."""
-  keys = jnp.stack([jax.random.split(jax.random.key(s))[0] for s in seeds])
+  keys = jnp.stack([seed_rngs(s)[0] for s in seeds])
   init = jax.vmap(lambda k: create_train_state(model, tx, k, image_shape))
   return jax.jit(init)(keys)
 
@@ -30,8 +30,8 @@ def unstack(tree, i: int):
 
 
 def step_rngs(seeds):
-  """The per-model training rngs, matching `jax.random.split(key(seed))[1]` of the loop."""
-  return jnp.stack([jax.random.split(jax.random.key(s))[1] for s in seeds])
+  """The per-model training rngs (`seed_rngs(seed)[1]`, as a single run's)."""
+  return jnp.stack([seed_rngs(s)[1] for s in seeds])
 
 
 def gather_batches(images, labels, idx):

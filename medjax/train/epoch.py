@@ -1,6 +1,8 @@
 """Two ways to run a training epoch, yielding the same chunks of per-step metrics.
 
 - `HostEpochs`: numpy batches from the host, one jitted step per batch (any dataset size).
+- `TFDataEpochs`: the same batches read through a tf.data pipeline (parallel gather, prefetch
+  while the previous step runs; on several hosts each process reads only its rows of a batch).
 - `DeviceEpochs`: the training split lives on the accelerator (the paper's LUNA16 set is 17 MB
   as uint8) and each chunk of steps is one jitted `lax.scan` that gathers its batches on device,
   so the paper's batch-20 setting is not bound by Python dispatch.
@@ -31,26 +33,75 @@ def step_indices(n: int, batch_size: int, *, seed: int | Sequence[int], epoch: i
   return np.stack([epoch_indices(n, batch_size, seed=s, epoch=epoch) for s in seed], axis=1)
 
 
+def run_chunks(step_fn, state, batches, rng, chunk: int) -> Iterator[tuple[object, list[dict]]]:
+  """Runs `step_fn(state, batch, rng)` over `batches`, yielding (state, the metrics of up to
+  `chunk` steps) with one host fetch per chunk, so steps are dispatched ahead of the fetches."""
+  pending = []
+  for batch in batches:
+    state, metrics = step_fn(state, batch, rng)
+    pending.append(metrics)
+    if len(pending) == chunk:
+      yield state, jax.device_get(pending)
+      pending = []
+  if pending:
+    yield state, jax.device_get(pending)
+
+
 class HostEpochs:
   """One jitted `step(state, batch, rng)` per numpy batch, metrics fetched every `chunk` steps."""
 
-  def __init__(self, step_fn, split: Split, batch_size: int, *, seed: int, chunk: int,
-               place_batch=lambda batch: batch):
+  def __init__(self, step_fn, split: Split, batch_size: int, *, seed: int, chunk: int, rng,
+               place_batch=None):
     self.step_fn, self.split, self.batch_size = step_fn, split, batch_size
-    self.seed, self.chunk, self.place_batch = seed, chunk, place_batch
+    self.seed, self.chunk, self.rng = seed, chunk, rng
+    self.place_batch = place_batch or (lambda batch: batch)
     self.steps_per_epoch = len(split) // batch_size
 
-  def run(self, state, epoch: int, rng) -> Iterator[tuple[object, list[dict]]]:
-    pending = []
-    for idx in step_indices(len(self.split), self.batch_size, seed=self.seed, epoch=epoch):
-      batch = {"image": self.split.images[idx], "label": self.split.labels[idx]}
-      state, metrics = self.step_fn(state, self.place_batch(batch), rng)
-      pending.append(metrics)
-      if len(pending) == self.chunk:
-        yield state, jax.device_get(pending)
-        pending = []
-    if pending:
-      yield state, jax.device_get(pending)
+  def run(self, state, epoch: int) -> Iterator[tuple[object, list[dict]]]:
+    batches = (self.place_batch({"image": self.split.images[idx],
+                                 "label": self.split.labels[idx]})
+               for idx in step_indices(len(self.split), self.batch_size, seed=self.seed,
+                                       epoch=epoch))
+    return run_chunks(self.step_fn, state, batches, self.rng, self.chunk)
+
+
+class TFDataEpochs:
+  """`HostEpochs` with the batches produced by tf.data (`config.data.source="tfdata"`).
+
+  The batch order is the same `step_indices`, so both sources train the same model for the
+  same seed; tf.data gathers and prefetches batches in its own threads. TensorFlow is imported
+  only here (and kept off the GPU). With several processes each reads the rows of every global
+  batch that its devices hold (`parallel.process_slice`)."""
+
+  def __init__(self, step_fn, split: Split, batch_size: int, *, seed, chunk: int, rng,
+               mesh=None, prefetch: int = 2):
+    from medjax.data.pipeline import tensorflow
+    from medjax.train import parallel
+    self.tf = tensorflow()
+    self.step_fn, self.batch_size, self.seed = step_fn, batch_size, seed
+    self.chunk, self.rng, self.mesh, self.prefetch = chunk, rng, mesh, prefetch
+    self.n = len(split)
+    self.steps_per_epoch = len(split) // batch_size
+    self.rows = parallel.process_slice(batch_size) if mesh is not None else slice(None)
+    self.images = self.tf.constant(split.images)
+    self.labels = self.tf.constant(split.labels)
+
+  def dataset(self, epoch: int):
+    """The tf.data.Dataset of one epoch's {"image", "label"} batches (this process's rows)."""
+    tf = self.tf
+    idx = step_indices(self.n, self.batch_size, seed=self.seed, epoch=epoch)[..., self.rows]
+    ds = tf.data.Dataset.from_tensor_slices(idx)
+    ds = ds.map(lambda i: {"image": tf.gather(self.images, i),
+                           "label": tf.gather(self.labels, i)},
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(self.prefetch)
+
+  def run(self, state, epoch: int) -> Iterator[tuple[object, list[dict]]]:
+    from medjax.train import parallel
+    batches = self.dataset(epoch).as_numpy_iterator()
+    if self.mesh is not None:
+      batches = (parallel.put_local_batch(b, self.mesh) for b in batches)
+    return run_chunks(self.step_fn, state, batches, self.rng, self.chunk)
 
 
 def _scan_chunk(state, images, labels, idx, valid, rng, *, step, batch_sharding=None):
@@ -86,9 +137,9 @@ class DeviceEpochs:
   sharding of each gathered batch (split over the mesh's data axis).
   """
 
-  def __init__(self, step, split: Split, batch_size: int, *, seed: int, chunk: int,
+  def __init__(self, step, split: Split, batch_size: int, *, seed: int, chunk: int, rng,
                put_data=jax.device_put, batch_sharding=None):
-    self.split_len, self.batch_size, self.seed = len(split), batch_size, seed
+    self.split_len, self.batch_size, self.seed, self.rng = len(split), batch_size, seed, rng
     self.steps_per_epoch = len(split) // batch_size
     self.n_chunks = math.ceil(self.steps_per_epoch / max(1, min(chunk, self.steps_per_epoch)))
     self.chunk = math.ceil(self.steps_per_epoch / self.n_chunks)
@@ -96,7 +147,8 @@ class DeviceEpochs:
     self.scan = jax.jit(functools.partial(_scan_chunk, step=step, batch_sharding=batch_sharding),
                         donate_argnums=0)
 
-  def run(self, state, epoch: int, rng) -> Iterator[tuple[object, list[dict]]]:
+  def run(self, state, epoch: int) -> Iterator[tuple[object, list[dict]]]:
+    rng = self.rng
     idx = step_indices(self.split_len, self.batch_size, seed=self.seed, epoch=epoch)
     padded = self.n_chunks * self.chunk
     valid = np.arange(padded) < len(idx)

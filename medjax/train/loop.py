@@ -1,149 +1,49 @@
-"""The epoch loop shared by the supervised experiments.
+"""Supervised training (CNN, ResNet-50, DBN fine-tuning) and what every trainer shares.
 
-train_and_evaluate(config, workdir, dataset) trains for config.num_epochs, evaluates on the
-validation split after every epoch, checkpoints every epoch (orbax: the last and the best by the
-validation metric), evaluates the chosen checkpoint on the test split and writes into workdir:
-  config.json        the resolved config (a re-run with another config is refused)
-  metrics.jsonl      one JSON line per epoch (train loss/accuracy, norms, val metrics, timing)
-  checkpoints/       orbax CheckpointManager directory, one step per epoch
-  results.json       the contract of DESIGN.md, plus extra context fields
-  predictions.csv    name,label,prob_positive for every test example
-  confusion_matrix.png
+train_and_evaluate(config, workdir, dataset) trains for config.num_epochs through the epoch
+driver (`medjax.train.driver`: validation every epoch, orbax checkpoints of the last and the best
+epoch, resume), tests the chosen checkpoint and writes into workdir (`medjax.rundir`):
+  config.json, data.json   the resolved config and a fingerprint of the data
+  metrics.jsonl, events/   one JSON line / TensorBoard scalars per epoch
+  checkpoints/             orbax CheckpointManager directory, one step per epoch
+  results.json             the results.json contract (README), plus context fields
+  predictions.csv          name,label,prob_positive for every test example
+  confusion_matrix.png, training_curves.png, roc.png
 Re-running in the same workdir resumes from the last checkpoint.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import math
 import os
-import shutil
-import sys
-import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-from tqdm import tqdm
 
 from medjax.data import Dataset, Split
+from medjax.errors import DataError, WorkdirError
+from medjax.eval import calibration, plots
 from medjax.eval import metrics as metrics_lib
 from medjax.eval.plots import save_confusion_matrix
 from medjax.models import create_model
-from medjax.train import parallel, supervised
+from medjax.rundir import RunDir, is_writer, write_json, writing
+from medjax.train import driver, optim, parallel, supervised
 from medjax.train.checkpoint import Checkpoints
-from medjax.train.epoch import DeviceEpochs, HostEpochs
-from medjax.train.state import count_params, create_train_state
+from medjax.train.epoch import DeviceEpochs, HostEpochs, TFDataEpochs
+from medjax.train.state import count_params, create_train_state, seed_rngs
 
 log = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(FloatingPointError):
-  """The loss or gradient became NaN/Inf; carries where it happened."""
-
-
-class ConfigMismatchError(ValueError):
-  """The workdir holds a run with a different config."""
-
-
-def config_to_dict(config) -> dict[str, Any]:
-  return json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") \
-      else dict(config)
-
-
-def _flatten(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = v
-  return out
-
-
-def is_writer() -> bool:
-  """Only process 0 writes files in a multi-host run (orbax coordinates checkpoints itself)."""
-  return jax.process_index() == 0
-
-
-def check_workdir_config(workdir: str, config_dict: dict, overwrite: bool = False) -> None:
-  """Writes config.json, or refuses a workdir whose saved config differs."""
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(path) and not overwrite:
-    with open(path) as f:
-      saved = _flatten(json.load(f))
-    current = _flatten(config_dict)
-    diffs = [f"{k}: {saved.get(k, '<absent>')!r} -> {current.get(k, '<absent>')!r}"
-             for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
-    if diffs:
-      raise ConfigMismatchError(
-          f"{workdir} holds a run with another config ({'; '.join(diffs)}). Use another "
-          "--workdir, or pass --overwrite to discard that run and start over.")
-    return
-  if is_writer():
-    _write_json(path, config_dict)
-
-
-OUTPUTS = ("checkpoints", "metrics.jsonl", "results.json", "predictions.csv",
-           "confusion_matrix.png", "samples", "submission_luna16.csv",
-           "submission_seriesuids.csv")
-
-
-def remove_outputs(workdir: str) -> None:
-  """Deletes a previous run's training outputs (for --overwrite)."""
-  for name in OUTPUTS:
-    path = os.path.join(workdir, name)
-    if os.path.isdir(path):
-      shutil.rmtree(path)
-    elif os.path.exists(path):
-      os.remove(path)
-
-
-def truncate_metrics(path: str, last_epoch: int) -> None:
-  """Keeps the metrics lines of epochs <= last_epoch: a run killed after logging an epoch but
-  before its checkpoint was committed re-runs that epoch without a duplicate line."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    lines = [l for l in f if l.strip()]
-  kept = []
-  for line in lines:
-    try:
-      if json.loads(line)["epoch"] <= last_epoch:
-        kept.append(line)
-    except (ValueError, KeyError):  # a line cut short by a kill
-      break
-  if len(kept) != len(lines):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(kept)
-    os.replace(tmp, path)
-
-
-def open_checkpoints(config, workdir: str, state, *, overwrite: bool = False):
-  """The run's checkpoint manager, and `state` restored from its latest epoch if there is one.
-
-  Returns (ckpts, state, meta) with meta's "epoch" (0 for a new run), "train_seconds",
-  "timed_images" and "timed_seconds". `overwrite` first removes a previous run's outputs;
-  metrics.jsonl is trimmed to the restored epoch.
-  """
-  if overwrite and is_writer():
-    remove_outputs(workdir)
-  ckpts = Checkpoints(os.path.join(workdir, "checkpoints"),
-                      metric=f"val_{config.checkpoint_metric}")
-  meta = {"epoch": 0, "train_seconds": 0.0, "timed_images": 0, "timed_seconds": 0.0}
-  if ckpts.latest_epoch is not None:
-    state, saved = ckpts.restore(ckpts.latest_epoch, state)
-    meta.update(saved)
-    log.info("resuming from %s (epoch %d of %d)", ckpts.path(meta["epoch"]), meta["epoch"],
-             config.num_epochs)
-  if is_writer():
-    truncate_metrics(os.path.join(workdir, "metrics.jsonl"), meta["epoch"])
-  return ckpts, state, meta
+def augment_config(config) -> dict[str, Any] | None:
+  """The on-device augmentation of `config.augment`, or None when it is off."""
+  aug = config.augment
+  if not aug.dihedral and not aug.max_shift:
+    return None
+  return {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
 
 
 def validate(config, dataset: Dataset, eval_fn, state, metric_name: str):
@@ -158,6 +58,7 @@ def validate(config, dataset: Dataset, eval_fn, state, metric_name: str):
 def val_metrics(config, labels: np.ndarray, probs: np.ndarray, metric_name: str):
   """`validate` from the validation split's P(positive)."""
   val = metrics_lib.classification_metrics(labels, probs, seed=config.seed)
+  val["loss"] = calibration.negative_log_likelihood(labels, probs)  # = the 2-class cross-entropy
   value = val[config.checkpoint_metric]
   return ({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"},
           {metric_name: value if value is not None else val["accuracy"]})
@@ -177,29 +78,6 @@ def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
   return np.concatenate(probs, axis=-1)
 
 
-def _mean_metrics(history: list[dict]) -> dict[str, float]:
-  return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
-
-
-def _augment_config(config) -> dict[str, Any] | None:
-  aug = config.augment
-  if not aug.dihedral and not aug.max_shift:
-    return None
-  return {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
-
-
-def prepare_workdir(config, workdir: str, overwrite: bool = False) -> None:
-  """Creates the workdir and records (or checks) its config."""
-  os.makedirs(workdir, exist_ok=True)
-  check_workdir_config(workdir, config_to_dict(config), overwrite)
-
-
-def epoch_bar(epoch: int, num_epochs: int, steps: int):
-  """The per-epoch progress bar, on terminals only (the per-epoch log line suffices in logs)."""
-  return tqdm(total=steps, desc=f"epoch {epoch}/{num_epochs}", unit="step", leave=False,
-              dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
-
-
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False,
                        model=None, initial_params=None,
                        extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -208,105 +86,74 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
   `initial_params` replaces the random initial params (e.g. a pretrained DBN stack);
   `extra_results` are added to results.json (e.g. the DBN's pretraining summary).
   """
-  prepare_workdir(config, workdir, overwrite)
-  log.info("data: %s", dataset.summary())
+  with RunDir.open(config, workdir, dataset, overwrite=overwrite) as run:
+    return train_supervised(config, run, dataset, model=model, initial_params=initial_params,
+                            extra_results=extra_results)
 
+
+def train_supervised(config, run: RunDir, dataset: Dataset, *, model=None, initial_params=None,
+                     extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
+  """`train_and_evaluate` in an open run directory."""
+  log.info("data: %s", dataset.summary())
   if model is None:
     model = create_model(config.model, size=config.model_size, num_classes=2,
                          dtype=config.dtype)
-  tx = optax.adam(config.learning_rate)
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  tx, schedule = optim.adam(config, len(dataset.train) // config.batch_size)
+  init_rng, train_rng = seed_rngs(config.seed)
   state = create_train_state(model, tx, init_rng, dataset.image_shape)
   if initial_params is not None:
     if jax.tree.structure(initial_params) != jax.tree.structure(state.params):
       raise ValueError("initial_params do not match the model's parameter tree")
     initial_params = jax.tree.map(jnp.asarray, initial_params)
     state = state.replace(params=initial_params, opt_state=tx.init(initial_params))
-  log.info("model: %s (%s, %s), %s parameters", config.model, config.model_size, config.dtype,
-           f"{count_params(state.params):,}")
+  log.info("model: %s (%s, %s), %s parameters", config.model, config.model_size,
+           config.dtype, f"{count_params(state.params):,}")
 
   step = functools.partial(supervised.train_step, model=model, tx=tx,
-                           augment=_augment_config(config))
+                           augment=augment_config(config))
   # Data parallel over every device (one device included): batch sharded, state replicated.
   mesh = parallel.data_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
-  state = parallel.put_replicated(state, mesh)
   train_rng = parallel.put_replicated(train_rng, mesh)
-  if config.device_resident:
-    epochs = DeviceEpochs(step, dataset.train, config.batch_size, seed=config.seed,
-                          chunk=config.log_every,
-                          put_data=functools.partial(parallel.put_replicated, mesh=mesh),
-                          batch_sharding=parallel.batch_sharded(mesh))
-  else:
-    epochs = HostEpochs(jax.jit(step, donate_argnums=0), dataset.train, config.batch_size,
-                        seed=config.seed, chunk=config.log_every,
-                        place_batch=functools.partial(parallel.put_batch, mesh=mesh))
+  source = epoch_source(config, step, dataset.train, config.seed, train_rng, mesh=mesh)
   eval_fn = jax.jit(functools.partial(supervised.eval_step, model=model))
 
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  ckpts, state, meta = open_checkpoints(config, workdir, state, overwrite=overwrite)
-  start_epoch, train_seconds = meta["epoch"], meta["train_seconds"]
-  timed_images, timed_seconds = meta["timed_images"], meta["timed_seconds"]
-
-  steps_per_epoch = epochs.steps_per_epoch
-  if steps_per_epoch == 0:
-    raise ValueError(f"batch_size {config.batch_size} > {len(dataset.train)} training examples")
-  warm = False
+  member = driver.Member(config, run, events=open_events(run))
+  state, start = driver.restore([member], parallel.put_replicated(state, mesh))
+  task = driver.Task(source=source, eval_fn=eval_fn, images_per_step=config.batch_size,
+                     learning_rate=schedule)
   try:
-    for epoch in range(start_epoch + 1, config.num_epochs + 1):
-      t0 = time.perf_counter()
-      history = []
-      bar = epoch_bar(epoch, config.num_epochs, steps_per_epoch)
-      t_chunk = time.perf_counter()
-      for state, chunk in epochs.run(state, epoch, train_rng):
-        now = time.perf_counter()
-        if warm:  # the first chunk of a process includes compilation: not steady state
-          timed_seconds += now - t_chunk
-          timed_images += len(chunk) * config.batch_size
-        warm, t_chunk = True, now
-        for j, m in enumerate(chunk):
-          if not (math.isfinite(m["loss"]) and math.isfinite(m["grad_norm"])):
-            last = ckpts.latest_epoch
-            raise NonFiniteLossError(
-                f"non-finite loss or gradient (loss={m['loss']}, grad_norm={m['grad_norm']}) "
-                f"at step {len(history) + j + 1} of epoch {epoch} (global step "
-                f"{(epoch - 1) * steps_per_epoch + len(history) + j + 1}); last good checkpoint: "
-                f"{ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}")
-        history.extend(chunk)
-        bar.update(len(chunk))
-        bar.set_postfix(loss=f"{np.mean([m['loss'] for m in history]):.4f}",
-                        acc=f"{np.mean([m['accuracy'] for m in history]):.3f}", refresh=False)
-      bar.close()
-      t_train = time.perf_counter() - t0
-      train_seconds += t_train
+    state = driver.fit(task, [member], state, start, dataset)
+    return driver.finish_member(member, state, dataset, eval_fn, extra=extra_results)
+  finally:
+    if member.events is not None:
+      member.events.close()
 
-      record = {"epoch": epoch, "step": int(state.step),
-                **{f"train_{k}": v for k, v in _mean_metrics(history).items()},
-                "epoch_seconds": t_train,
-                "train_images_per_second": steps_per_epoch * config.batch_size / t_train}
-      val_record, ckpt_metrics = validate(config, dataset, eval_fn, state, ckpts.metric)
-      record.update(val_record)
-      if is_writer():
-        with open(metrics_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
-      ckpts.save(epoch, state, {"epoch": epoch, "train_seconds": train_seconds,
-                                "timed_images": timed_images, "timed_seconds": timed_seconds},
-                 ckpt_metrics)
-      val_text = (f", val acc {record['val_accuracy']:.4f} auc "
-                  f"{_fmt(record.get('val_auc'))}" if dataset.val is not None else "")
-      log.info("epoch %d/%d: loss %.4f, train acc %.4f%s (%.1fs, %.0f img/s)", epoch,
-               config.num_epochs, record["train_loss"], record["train_accuracy"], val_text,
-               t_train, record["train_images_per_second"])
-  finally:  # an error or Ctrl-C never abandons a checkpoint half-written
-    ckpts.manager.wait_until_finished()
-  state, checkpoint = restore_for_test(config, dataset, ckpts, state)
 
-  probs = predict(eval_fn, state, dataset.test, config.eval_batch_size)
-  return write_results(
-      config, workdir, dataset, probs, train_seconds=train_seconds,
-      images_per_second=timed_images / timed_seconds if timed_seconds else None,
-      checkpoint=checkpoint,
-      extra=extra_results)
+def epoch_source(config, step, split: Split, seed, rng, *, mesh=None):
+  """The epoch source of `config`: device-resident chunks (`config.device_resident`), batches
+  from a tf.data pipeline (`config.data.source="tfdata"`) or from host arrays; with `mesh`,
+  batches are sharded over its data axis and resident data replicated. `seed` may be a list
+  (stacked seeds: `step` is then the vmapped step)."""
+  if config.data.source == "tfdata":
+    return TFDataEpochs(jax.jit(step, donate_argnums=0), split, config.batch_size, seed=seed,
+                        chunk=config.log_every, rng=rng, mesh=mesh)
+  if config.device_resident:
+    kw = {}
+    if mesh is not None:
+      kw = {"put_data": functools.partial(parallel.put_replicated, mesh=mesh),
+            "batch_sharding": parallel.batch_sharded(mesh)}
+    return DeviceEpochs(step, split, config.batch_size, seed=seed, chunk=config.log_every,
+                        rng=rng, **kw)
+  place = functools.partial(parallel.put_batch, mesh=mesh) if mesh is not None else None
+  return HostEpochs(jax.jit(step, donate_argnums=0), split, config.batch_size, seed=seed,
+                    chunk=config.log_every, rng=rng, place_batch=place)
+
+
+def open_events(run: RunDir):
+  """The run's TensorBoard writer (events/ beside metrics.jsonl), on process 0 only."""
+  from medjax.tensorboard import EventWriter
+  return EventWriter(run.file("events"), enabled=run.writer)
 
 
 def restore_for_test(config, dataset: Dataset, ckpts: Checkpoints, state):
@@ -315,7 +162,7 @@ def restore_for_test(config, dataset: Dataset, ckpts: Checkpoints, state):
   use_best = config.eval_checkpoint == "best" and dataset.val is not None
   chosen = ckpts.best_epoch if use_best and ckpts.best_epoch is not None else ckpts.latest_epoch
   if chosen is None:
-    raise ValueError("num_epochs must be >= 1: there is no checkpoint to evaluate")
+    raise WorkdirError("num_epochs must be >= 1: there is no checkpoint to evaluate")
   if chosen != ckpts.latest_epoch:
     state, _ = ckpts.restore(chosen, state)
   ckpts.close()
@@ -325,11 +172,22 @@ def restore_for_test(config, dataset: Dataset, ckpts: Checkpoints, state):
 
 def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
                   train_seconds: float, images_per_second: float | None,
-                  checkpoint: dict[str, Any], extra: dict[str, Any] | None = None
-                  ) -> dict[str, Any]:
+                  checkpoint: dict[str, Any], extra: dict[str, Any] | None = None,
+                  val_probs: np.ndarray | None = None) -> dict[str, Any]:
   """Test metrics from P(positive) of every test example -> results.json, predictions.csv and
-  confusion_matrix.png in workdir. Shared by every trainer (supervised, DBN, SGAN)."""
+  the run's figures in workdir. Shared by every trainer (supervised, DBN, SGAN).
+
+  `val_probs` (the tested checkpoint on the validation split) fit the temperature reported in
+  `calibration` beside the raw figures."""
   test = metrics_lib.classification_metrics(dataset.test.labels, probs, seed=config.seed)
+  calibrate = val_probs is not None and config.temperature_scaling
+  calib = calibration.calibration_report(
+      dataset.test.labels, probs, dataset.val.labels if calibrate else None,
+      val_probs if calibrate else None)
+  test["ece"] = calib["ece"]
+  if test["auc"] is not None:
+    test["auc_ci95"] = metrics_lib.bootstrap_auc_ci(dataset.test.labels, probs, seed=config.seed)
+  n_pos = int(np.sum(dataset.test.labels))
   results = {
       "experiment": config.experiment, "model": config.model, "dataset": config.dataset,
       "synthetic": dataset.synthetic, "seed": config.seed, "epochs": config.num_epochs,
@@ -337,41 +195,59 @@ def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
       "train_seconds": round(train_seconds, 2),
       "train_images_per_second": round(images_per_second, 1) if images_per_second else None,
       "n_val": len(dataset.val) if dataset.val is not None else 0,
+      "majority_accuracy": round(max(n_pos, len(dataset.test) - n_pos) / len(dataset.test), 6),
+      "calibration": calib,
       "checkpoint": checkpoint,
       "data_source": dataset.source, "batch_size": config.batch_size,
       "learning_rate": config.learning_rate, "dtype": config.dtype,
-      "model_size": config.model_size, "device": jax.devices()[0].device_kind,
+      "model_size": config.model_size, "smoke": bool(config.smoke),
+      "device": jax.devices()[0].device_kind,
       **(extra or {}),
   }
   if not is_writer():
     return results
-  _write_json(os.path.join(workdir, "results.json"), results)
-  with open(os.path.join(workdir, "predictions.csv"), "w") as f:
-    f.write("name,label,prob_positive\n")
-    for name, label, p in zip(dataset.test.names, dataset.test.labels, probs):
-      f.write(f"{name},{label},{p:.6f}\n")
+  write_json(os.path.join(workdir, "results.json"), results)
+  path = os.path.join(workdir, "predictions.csv")
+  with writing(path):
+    with open(path + ".tmp", "w") as f:
+      f.write("name,label,prob_positive\n")
+      for name, label, p in zip(dataset.test.names, dataset.test.labels, probs):
+        f.write(f"{name},{label},{p:.6f}\n")
+    os.replace(path + ".tmp", path)
+  title = f"{config.experiment} seed {config.seed}"
+  marks = plots.data_marks(dataset.synthetic, config.smoke)
   save_confusion_matrix(test["confusion_matrix"], os.path.join(workdir, "confusion_matrix.png"),
-                        f"{config.experiment} (test, epoch {checkpoint['epoch']})")
+                        plots.marked_title(f"{title}: test, epoch {checkpoint['epoch']}", marks))
   meta = dataset.test.meta or {}
   if "seriesuid" in meta and "world" in meta:  # patches cut from CT volumes: LUNA16 scoring
-    from medjax.eval import froc
+    score_froc(workdir, dataset, meta, probs, title)
+  from medjax import report
+  report.write_run_report(workdir)
+  return results
+
+
+def score_froc(workdir: str, dataset: Dataset, meta, probs, title: str) -> None:
+  """FROC / CPM of the tested scans (froc.json, froc.png), as the LUNA16 challenge scores them."""
+  from medjax.eval import froc
+  if dataset.annotations is None:
     froc.write_submission(os.path.join(workdir, "submission_luna16.csv"), meta["seriesuid"],
                           meta["world"], probs)
-    with open(os.path.join(workdir, "submission_seriesuids.csv"), "w") as f:
-      f.write("seriesuid\n" + "".join(f"{u}\n" for u in sorted(set(meta["seriesuid"]))))
-  return results
+    log.info("FROC not scored: no annotations.csv known for %s (submission_luna16.csv written "
+             "for `python -m medjax.eval.froc`)", dataset.source)
+    return
+  try:
+    result = froc.write_run_froc(workdir, meta["seriesuid"], meta["world"], probs,
+                                 dataset.annotations, dataset.excluded,
+                                 synthetic=dataset.synthetic, title=f"{title}: FROC")
+  except DataError as e:  # e.g. the tested scans hold no annotated nodule
+    log.warning("FROC not scored: %s", e)
+    return
+  log.info("FROC on %d tested scans: CPM %.3f (froc.json, froc.png)", result["n_scans"],
+           result["cpm"])
 
 
 def _fmt(x, digits=4):
   return "n/a" if x is None else f"{x:.{digits}f}"
-
-
-def _write_json(path: str, obj) -> None:
-  """temp + rename: a crash never leaves a half-written file."""
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=False)
-  os.replace(tmp, path)
 
 
 def results_table(results: dict[str, Any]) -> str:

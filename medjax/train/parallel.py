@@ -54,6 +54,16 @@ def put_batch(batch, mesh: Mesh):
   return jax.tree.map(lambda x: _put(x, batch_sharded(mesh)), batch)
 
 
+def put_local_batch(batch, mesh: Mesh):
+  """A global batch sharded over "data" from this process's rows of it (`process_slice`), for
+  input pipelines in which every host reads only its own part."""
+  if jax.process_count() == 1:
+    return put_batch(batch, mesh)
+  sharding = batch_sharded(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
+                      batch)
+
+
 def process_slice(batch_size: int) -> slice:
   """The rows of a global batch that this process feeds (for per-host input pipelines)."""
   per = batch_size // jax.process_count()

@@ -134,15 +134,13 @@ def pseudo_log_likelihood(params: RBM, v, units=None):
   return jax.lax.map(one, (v, params.hidden_logits(v), fe))
 
 
-def monitor(params: RBM, train_v, heldout_v=None, units=None) -> dict[str, Any]:
-  """Per-epoch health numbers on fixed subsets: reconstruction error (train, held-out), the
+def monitor(params: RBM, train_v, heldout_v=None) -> dict[str, Any]:
+  """Per-epoch health numbers on fixed subsets: reconstruction error (train, held-out) and the
   free-energy gap mean F(held-out) - mean F(train) (Hinton's guide, section 6: a growing gap
-  means overfitting) and, for binary layers with `units`, the stochastic pseudo-likelihood."""
+  means overfitting)."""
   out = {"recon_error": jnp.mean(reconstruction_error(params, train_v)),
          "free_energy": jnp.mean(params.free_energy(train_v))}
   if heldout_v is not None:
     out["heldout_recon_error"] = jnp.mean(reconstruction_error(params, heldout_v))
     out["free_energy_gap"] = jnp.mean(params.free_energy(heldout_v)) - out["free_energy"]
-  if units is not None and not params.gaussian:
-    out["pseudo_log_likelihood"] = jnp.mean(pseudo_log_likelihood(params, train_v, units))
   return out

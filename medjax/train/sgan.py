@@ -25,53 +25,28 @@ unlabelled stream; labelled batches cycle through the `num_labelled` labelled ex
 from __future__ import annotations
 
 import functools
-import json
 import logging
-import math
 import os
-import sys
-import time
 from typing import Any
 
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
-from ml_collections import config_dict
-from PIL import Image
-from tqdm import tqdm
 
 from medjax.data import Dataset, Split, batches
 from medjax.models import DTYPES
 from medjax.models.sgan import (Discriminator, DiscriminatorTiny, Generator, GeneratorTiny,
-                                real_fake_logit, to_tanh_range)
+                                real_fake_logit, real_probability, to_tanh_range)
+from medjax.eval import plots
+from medjax.rundir import RunDir
+from medjax.train import driver, loop
 from medjax.train.augment import augment_batch
-from medjax.train.state import count_params
+from medjax.train.epoch import run_chunks
+from medjax.train.state import count_params, seed_rngs
 
 log = logging.getLogger(__name__)
-
-
-def default_config() -> ml_collections.ConfigDict:
-  """The `config.sgan` block. Defaults follow DCGAN/Salimans (Adam 2e-4, beta1 0.5); the paper's
-  setting is Adam 1e-4 with Keras' beta1 0.9: set d_/g_learning_rate and d_/g_beta1."""
-  c = ml_collections.ConfigDict()
-  c.latent_dim = 100
-  # Labelled training examples (stratified, seeded); None: all of them. The rest of the training
-  # split is used without labels.
-  c.num_labelled = config_dict.placeholder(int)
-  c.d_learning_rate = 2e-4
-  c.d_beta1 = 0.5
-  c.g_learning_rate = 2e-4
-  c.g_beta1 = 0.5
-  c.unsupervised_weight = 1.0   # weight of the real/fake loss against the classification loss
-  c.feature_matching = False    # G matches mean trunk features instead of fooling D
-  c.dropout_rate = 0.4
-  c.features = 128              # channels of every G and D convolution (the paper's 128)
-  c.sample_every = 5            # epochs between sample grids (also after the first and last)
-  c.sample_grid = 8             # the grid is sample_grid x sample_grid generated images
-  return c
 
 
 @flax.struct.dataclass
@@ -116,9 +91,12 @@ def classification_loss(logits, labels):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def real_loss(logits):
-  """-log D(x) for real x: softplus(-lse), finite for any finite logits."""
-  return jax.nn.softplus(-real_fake_logit(logits)).mean()
+def real_loss(logits, smoothing: float = 0.0):
+  """-log D(x) for real x: softplus(-lse), finite for any finite logits. With one-sided label
+  smoothing (Salimans et al. 2016) the real target is 1 - smoothing: the cross-entropy adds
+  smoothing * -log(1 - D(x)) = smoothing * softplus(lse)."""
+  lse = real_fake_logit(logits)
+  return ((1 - smoothing) * jax.nn.softplus(-lse) + smoothing * jax.nn.softplus(lse)).mean()
 
 
 def fake_loss(logits):
@@ -128,8 +106,8 @@ def fake_loss(logits):
 
 def train_step(state: SGANState, batch: dict[str, Any], rng, *, generator, discriminator,
                g_tx, d_tx, latent_dim: int, unsupervised_weight: float = 1.0,
-               feature_matching: bool = False, augment: dict[str, Any] | None = None
-               ) -> tuple[SGANState, dict[str, Any]]:
+               feature_matching: bool = False, label_smoothing: float = 0.0,
+               augment: dict[str, Any] | None = None) -> tuple[SGANState, dict[str, Any]]:
   """batch: {"image", "label"} (labelled) and "unlabelled" (real images, labels unused)."""
   step_rng = jax.random.fold_in(rng, state.step)
   z_rng, aug_rng, d_drop, g_drop = jax.random.split(step_rng, 4)
@@ -154,11 +132,11 @@ def train_step(state: SGANState, batch: dict[str, Any], rng, *, generator, discr
     logits = apply_d(params, images, d_drop)
     logits_l, logits_u, logits_f = logits[:n_l], logits[n_l:n_l + n_u], logits[n_l + n_u:]
     c_loss = classification_loss(logits_l, batch["label"])
-    r_loss, f_loss = real_loss(logits_u), fake_loss(logits_f)
+    r_loss, f_loss = real_loss(logits_u, label_smoothing), fake_loss(logits_f)
     aux = {"c_loss": c_loss, "d_real_loss": r_loss, "d_fake_loss": f_loss,
            "accuracy": jnp.mean(jnp.argmax(logits_l, -1) == batch["label"]),
-           "d_real": jnp.mean(jax.nn.sigmoid(real_fake_logit(logits_u))),
-           "d_fake": jnp.mean(jax.nn.sigmoid(real_fake_logit(logits_f)))}
+           "d_real": jnp.mean(real_probability(logits_u)),
+           "d_fake": jnp.mean(real_probability(logits_f))}
     return c_loss + unsupervised_weight * (r_loss + f_loss), aux
 
   (d_loss, aux), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
@@ -227,153 +205,87 @@ def labelled_batches(split: Split, index: np.ndarray, batch_size: int, steps: in
     yield split.images[idx], split.labels[idx]
 
 
-def _augment_config(config) -> dict[str, Any] | None:
-  aug = config.augment
-  if not aug.dihedral and not aug.max_shift:
-    return None
-  return {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
+class SGANEpochs:
+  """The SGAN's epoch source for the driver: one epoch is one pass over the training images as
+  the unlabelled stream, each step paired with a labelled batch cycling through `labelled`."""
 
+  def __init__(self, step_fn, split: Split, labelled: np.ndarray, batch_size: int, *,
+               seed: int, chunk: int, rng):
+    self.step_fn, self.split, self.labelled = step_fn, split, labelled
+    self.batch_size, self.seed, self.chunk, self.rng = batch_size, seed, chunk, rng
+    self.steps_per_epoch = len(split) // batch_size
 
-def save_sample_grid(images, path: str, columns: int) -> None:
-  """Writes generated images in [-1, 1] ([N, H, W, C], C in {1, 3}) as one PNG grid."""
-  images = np.asarray(images, np.float32)
-  n, h, w, c = images.shape
-  if c not in (1, 3):
-    images = images[..., :1]
-    c = 1
-  rows = -(-n // columns)
-  pad = 2
-  grid = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad, c), 255, np.uint8)
-  pixels = np.round((np.clip(images, -1, 1) + 1) * 127.5).astype(np.uint8)
-  for i in range(n):
-    r, col = divmod(i, columns)
-    grid[pad + r * (h + pad):pad + r * (h + pad) + h,
-         pad + col * (w + pad):pad + col * (w + pad) + w] = pixels[i]
-  scale = max(1, 400 // grid.shape[1])  # small patches are upscaled (nearest) for viewing
-  img = Image.fromarray(grid[..., 0] if c == 1 else grid)
-  img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-  tmp = path + ".tmp.png"
-  img.save(tmp)
-  os.replace(tmp, path)
+  def run(self, state, epoch: int):
+    stream = zip(batches(self.split, self.batch_size, seed=self.seed, epoch=epoch),
+                 labelled_batches(self.split, self.labelled, self.batch_size,
+                                  self.steps_per_epoch, seed=self.seed, epoch=epoch))
+    return run_chunks(self.step_fn, state,
+                      ({"image": images, "label": labels, "unlabelled": unlabelled["image"]}
+                       for unlabelled, (images, labels) in stream), self.rng, self.chunk)
 
 
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False
                        ) -> dict[str, Any]:
   """Trains the SGAN, evaluates C on the test split and writes results.json (see loop.py)."""
-  from medjax.train import loop  # lazily: config.py imports this module for default_config
+  with RunDir.open(config, workdir, dataset, overwrite=overwrite) as run:
+    log.info("data: %s", dataset.summary())
+    s = config.sgan
+    image_shape = dataset.image_shape
+    generator, discriminator = create_models(config, image_shape)
+    g_tx, d_tx = create_optimizers(s)
+    init_rng, train_rng = seed_rngs(config.seed)
+    sample_rng = jax.random.fold_in(init_rng, 0x5A)
+    state = create_state(generator, discriminator, g_tx, d_tx, init_rng, image_shape,
+                         s.latent_dim)
+    labelled = labelled_indices(dataset.train.labels, s.num_labelled, config.seed)
+    n_pos = int(dataset.train.labels[labelled].sum())
+    log.info("sgan: G %s / D %s parameters (%s, %s); %d labelled (%d pos) of %d training "
+             "images; Adam D %g (b1 %g), G %g (b1 %g)%s", f"{count_params(state.g_params):,}",
+             f"{count_params(state.d_params):,}", config.model_size, config.dtype,
+             len(labelled), n_pos, len(dataset.train), s.d_learning_rate, s.d_beta1,
+             s.g_learning_rate, s.g_beta1, ", feature matching" if s.feature_matching else "")
 
-  loop.prepare_workdir(config, workdir, overwrite)
-  log.info("data: %s", dataset.summary())
-  s = config.sgan
-  image_shape = dataset.image_shape
-  generator, discriminator = create_models(config, image_shape)
-  g_tx, d_tx = create_optimizers(s)
-  init_rng, train_rng, sample_rng = jax.random.split(jax.random.key(config.seed), 3)
-  state = create_state(generator, discriminator, g_tx, d_tx, init_rng, image_shape,
-                       s.latent_dim)
-  labelled = labelled_indices(dataset.train.labels, s.num_labelled, config.seed)
-  n_pos = int(dataset.train.labels[labelled].sum())
-  log.info("sgan: G %s / D %s parameters (%s, %s); %d labelled (%d pos) of %d training "
-           "images; Adam D %g (b1 %g), G %g (b1 %g)%s", f"{count_params(state.g_params):,}",
-           f"{count_params(state.d_params):,}", config.model_size, config.dtype, len(labelled),
-           n_pos, len(dataset.train), s.d_learning_rate, s.d_beta1, s.g_learning_rate,
-           s.g_beta1, ", feature matching" if s.feature_matching else "")
+    train_fn = jax.jit(functools.partial(
+        train_step, generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
+        latent_dim=s.latent_dim, unsupervised_weight=s.unsupervised_weight,
+        feature_matching=s.feature_matching, label_smoothing=s.label_smoothing,
+      augment=loop.augment_config(config)),
+        donate_argnums=0)
+    eval_fn = jax.jit(functools.partial(eval_step, discriminator=discriminator))
+    sample_fn = jax.jit(functools.partial(generate, generator=generator))
+    sample_z = jax.random.normal(sample_rng, (s.sample_grid ** 2, s.latent_dim))
+    samples_dir = run.file("samples")
+    if run.writer:
+      os.makedirs(samples_dir, exist_ok=True)
+    real = dataset.train.images[:s.sample_grid ** 2]
+    member = driver.Member(config, run, events=loop.open_events(run))
 
-  train_fn = jax.jit(functools.partial(
-      train_step, generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
-      latent_dim=s.latent_dim, unsupervised_weight=s.unsupervised_weight,
-      feature_matching=s.feature_matching, augment=_augment_config(config)),
-      donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, discriminator=discriminator))
-  sample_fn = jax.jit(functools.partial(generate, generator=generator))
-  sample_z = jax.random.normal(sample_rng, (s.sample_grid ** 2, s.latent_dim))
-  samples_dir = os.path.join(workdir, "samples")
-  os.makedirs(samples_dir, exist_ok=True)
+    def on_epoch_end(epoch, state):
+      if not (epoch == 1 or epoch % s.sample_every == 0 or epoch == config.num_epochs):
+        return
+      fake = np.asarray(sample_fn(state, sample_z))
+      if run.writer:
+        plots.save_sample_grid(
+            os.path.join(samples_dir, f"epoch_{epoch:03d}.png"), fake, real,
+            f"{config.experiment} seed {config.seed}: SGAN samples after epoch {epoch}",
+            marks=plots.data_marks(dataset.synthetic, config.smoke))
+      member.events.image(epoch, "samples/generated", plots.tile(fake, (-1.0, 1.0)))
 
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  ckpts, state, meta = loop.open_checkpoints(config, workdir, state, overwrite=overwrite)
-  start_epoch, train_seconds = meta["epoch"], meta["train_seconds"]
-  timed_images, timed_seconds = meta["timed_images"], meta["timed_seconds"]
-
-  steps_per_epoch = len(dataset.train) // config.batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(f"batch_size {config.batch_size} > {len(dataset.train)} training examples")
-  warm = False
-  for epoch in range(start_epoch + 1, config.num_epochs + 1):
-    t0 = time.perf_counter()
-    history, pending = [], []
-    t_steady, steady_images = None, 0
-    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{config.num_epochs}", unit="step",
-               leave=False, dynamic_ncols=True, file=sys.stderr, disable=not sys.stderr.isatty())
-    stream = zip(batches(dataset.train, config.batch_size, seed=config.seed, epoch=epoch),
-                 labelled_batches(dataset.train, labelled, config.batch_size, steps_per_epoch,
-                                  seed=config.seed, epoch=epoch))
-    for i, (unlabelled, (images, labels)) in enumerate(stream):
-      state, step_metrics = train_fn(
-          state, {"image": images, "label": labels, "unlabelled": unlabelled["image"]},
-          train_rng)
-      pending.append(step_metrics)
-      if not warm:  # the first step of a process includes compilation: not steady state
-        jax.block_until_ready(step_metrics)
-        warm = True
-      elif t_steady is None:
-        t_steady = time.perf_counter()
-      else:
-        steady_images += config.batch_size
-      if len(pending) >= config.log_every or i == steps_per_epoch - 1:
-        fetched = jax.device_get(pending)
-        for j, m in enumerate(fetched):
-          bad = [k for k in ("loss", "g_loss", "d_grad_norm", "g_grad_norm")
-                 if not math.isfinite(m[k])]
-          if bad:
-            last = ckpts.latest_epoch
-            raise loop.NonFiniteLossError(
-                f"non-finite {', '.join(f'{k}={m[k]}' for k in bad)} at step "
-                f"{len(history) + j + 1} of epoch {epoch}; last good checkpoint: "
-                f"{ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}")
-        history.extend(fetched)
-        pending = []
-        bar.update(len(fetched))
-        bar.set_postfix(c_loss=f"{np.mean([m['c_loss'] for m in history]):.4f}",
-                        g_loss=f"{np.mean([m['g_loss'] for m in history]):.4f}", refresh=False)
-    jax.block_until_ready(state)
-    bar.close()
-    t_train = time.perf_counter() - t0
-    train_seconds += t_train
-    if t_steady is not None and steady_images:
-      timed_seconds += time.perf_counter() - t_steady
-      timed_images += steady_images
-
-    record = {"epoch": epoch, "step": int(state.step),
-              **{f"train_{k}": float(np.mean([h[k] for h in history])) for k in history[0]},
-              "epoch_seconds": t_train,
-              "train_images_per_second": steps_per_epoch * config.batch_size / t_train}
-    val_record, ckpt_metrics = loop.validate(config, dataset, eval_fn, state, ckpts.metric)
-    record.update(val_record)
-    with open(metrics_path, "a") as f:
-      f.write(json.dumps(record) + "\n")
-    if epoch == 1 or epoch % s.sample_every == 0 or epoch == config.num_epochs:
-      save_sample_grid(sample_fn(state, sample_z),
-                       os.path.join(samples_dir, f"epoch_{epoch:03d}.png"), s.sample_grid)
-    ckpts.save(epoch, state, {"epoch": epoch, "train_seconds": train_seconds,
-                              "timed_images": timed_images, "timed_seconds": timed_seconds},
-               ckpt_metrics)
-    auc = record.get("val_auc")
-    val_text = (f", val acc {record['val_accuracy']:.4f} auc "
-                f"{'n/a' if auc is None else f'{auc:.4f}'}" if dataset.val is not None else "")
-    log.info("epoch %d/%d: C loss %.4f, acc %.4f; D real %.3f fake %.3f; G loss %.4f%s "
-             "(%.1fs, %.0f img/s)", epoch, config.num_epochs, record["train_c_loss"],
-             record["train_accuracy"], record["train_d_real"], record["train_d_fake"],
-             record["train_g_loss"], val_text, t_train, record["train_images_per_second"])
-
-  ckpts.manager.wait_until_finished()
-  state, checkpoint = loop.restore_for_test(config, dataset, ckpts, state)
-
-  probs = loop.predict(eval_fn, state, dataset.test, config.eval_batch_size)
-  return loop.write_results(
-      config, workdir, dataset, probs, train_seconds=train_seconds,
-      images_per_second=timed_images / timed_seconds if timed_seconds else None,
-      checkpoint=checkpoint,
-      extra={"learning_rate": s.d_learning_rate, "g_learning_rate": s.g_learning_rate,
-             "num_labelled": len(labelled), "feature_matching": bool(s.feature_matching),
-             "samples": os.path.relpath(samples_dir, workdir)})
+    state, start = driver.restore([member], state)
+    task = driver.Task(
+        source=SGANEpochs(train_fn, dataset.train, labelled, config.batch_size,
+                          seed=config.seed, chunk=config.log_every, rng=train_rng),
+        eval_fn=eval_fn, images_per_step=config.batch_size,
+        finite=("loss", "g_loss", "d_grad_norm", "g_grad_norm"),
+        shown=(("C loss", "c_loss"), ("acc", "accuracy"), ("D real", "d_real"),
+               ("D fake", "d_fake"), ("G loss", "g_loss")),
+        on_epoch_end=on_epoch_end)
+    try:
+      state = driver.fit(task, [member], state, start, dataset)
+      return driver.finish_member(
+          member, state, dataset, eval_fn,
+          extra={"learning_rate": s.d_learning_rate, "g_learning_rate": s.g_learning_rate,
+                 "num_labelled": len(labelled), "feature_matching": bool(s.feature_matching),
+                 "samples": "samples"})
+    finally:
+      member.events.close()

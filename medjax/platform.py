@@ -1,0 +1,54 @@
+"""The platform policy: every choice that depends on the backend is made here, once.
+
+XLA:CPU and accelerators want different formulations of the same computation (measured in
+`medjax/benchmarks/RESULTS.md`):
+- `cpu_layers`: small-map and 1x1 convolutions as matmuls (`medjax.models.layers`),
+- `device_resident_default`: the training split on device, chunks of steps as one `lax.scan`,
+- `stack_seeds_default`: seeds of a CNN/ResNet trained together in one vmapped step.
+Each is on for one kind of backend and off for the other. `MEDJAX_PLATFORM=cpu|accelerator`
+overrides the detected kind (e.g. to test the accelerator paths on a CPU); per-run config fields
+(`device_resident`, `--stack_seeds`) override single choices.
+"""
+
+from __future__ import annotations
+
+import os
+
+from medjax.errors import ConfigError
+
+KINDS = ("cpu", "accelerator")
+
+
+def kind() -> str:
+  """'cpu' or 'accelerator' (GPU, TPU): MEDJAX_PLATFORM if set, else JAX's default backend."""
+  forced = os.environ.get("MEDJAX_PLATFORM")
+  if forced:
+    if forced not in KINDS:
+      raise ConfigError(f"MEDJAX_PLATFORM must be one of {KINDS}, got {forced!r}")
+    return forced
+  import jax
+  return "cpu" if jax.default_backend() == "cpu" else "accelerator"
+
+
+def is_cpu() -> bool:
+  return kind() == "cpu"
+
+
+def cpu_layers() -> bool:
+  """Convolutions XLA:CPU runs slowly are computed as shifted slices + matmuls."""
+  return is_cpu()
+
+
+def device_resident_default() -> bool:
+  """XLA:CPU runs a scan of train steps slower than separate jitted steps."""
+  return not is_cpu()
+
+
+def stack_seeds_default() -> bool:
+  """XLA:CPU runs a vmapped step of N models slower than N separate steps."""
+  return not is_cpu()
+
+
+def default_workers() -> int:
+  """Processes for CPU-bound data preparation (volume reading): one per core, up to 8."""
+  return max(1, min(os.cpu_count() or 1, 8))

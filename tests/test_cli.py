@@ -1,0 +1,48 @@
+"""Command lines: user errors are one line without a traceback; --help lists the flags."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end training runs
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cli(*args, cwd=None, timeout=300):
+  return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                        cwd=cwd or ROOT, timeout=timeout,
+                        env=dict(os.environ, PYTHONPATH=ROOT, MEDJAX_DEBUG=""))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--config.model=resnet"], "do not match the experiment 'luna_cnn'"),
+    (["--seeds=0,x"], "--seeds: 'x' is not a valid int"),
+    (["--config.augment.max_shift=100"], "augment.max_shift must be in 0..12"),
+    (["--config.augment.max_shift=-3"], "augment.max_shift must be in 0..12"),
+    (["--config.data.pad=foo"], "data.pad must be 'border' or 'zero'"),
+    (["--config.smoke=True", "--config.batch_size=100000"],
+     "batch_size 100000 is larger than the 240 training examples"),
+])
+def test_user_errors_print_one_line_and_exit_2(tmp_path, flags, message):
+  workdir = tmp_path / "run"
+  proc = _cli("experiments.luna_cnn", f"--workdir={workdir}", *flags)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  err = proc.stderr.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], proc.stderr
+  assert "Traceback" not in proc.stdout + proc.stderr
+  assert not (workdir / "config.json").exists()  # nothing written before the check
+
+
+def test_experiment_help_lists_flags_and_nested_config_fields():
+  proc = _cli("experiments.luna_cnn", "--help")
+  assert proc.returncode == 0
+  text = proc.stdout + proc.stderr
+  for flag in ("--workdir", "--overwrite", "--seeds", "--stack_seeds", "--distributed"):
+    assert flag in text
+  assert "(default: 'auto')" in text
+  assert "\n  augment:\n    dihedral = True" in text
+  assert "  data:\n" in text and "    dir = None    # unset: the embedded synthetic data" in text

@@ -1,0 +1,51 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from medjax.errors import DataError
+from medjax import rundir
+from medjax.eval import ensemble
+
+
+def _seed_run(path, seed, names, labels, probs):
+  os.makedirs(path)
+  with open(os.path.join(path, "predictions.csv"), "w") as f:
+    f.write("name,label,prob_positive\n")
+    for n, l, p in zip(names, labels, probs):
+      f.write(f"{n},{l},{p:.6f}\n")
+  with open(os.path.join(path, "results.json"), "w") as f:
+    json.dump({"experiment": "luna_cnn", "model": "cnn", "dataset": "luna", "synthetic": True,
+               "seed": seed, "epochs": 3, "n_train": 100, "train_seconds": 1.5}, f)
+
+
+def test_ensemble_predictions_are_exactly_the_mean_of_the_seeds(tmp_path):
+  rng = np.random.default_rng(0)
+  names = [f"img{i}" for i in range(50)]
+  labels = (rng.uniform(size=50) < 0.3).astype(int)
+  dirs = []
+  for seed in range(3):
+    d = str(tmp_path / f"seed{seed}")
+    _seed_run(d, seed, names, labels, np.clip(labels * 0.6 + rng.uniform(0, 0.4, 50), 0, 1))
+    dirs.append(d)
+  results = ensemble.write_seed_ensemble(dirs, str(tmp_path / "ensemble"))
+  members = [rundir.read_predictions(os.path.join(d, "predictions.csv"))[2] for d in dirs]
+  got_names, got_labels, got = rundir.read_predictions(
+      str(tmp_path / "ensemble" / "predictions.csv"))
+  assert got_names == names and list(got_labels) == list(labels)
+  np.testing.assert_array_equal(got, np.mean(members, axis=0))  # exactly, every digit
+  assert results["seeds"] == [0, 1, 2] and results["ensemble"] is True
+  for key in ("accuracy", "accuracy_ci95", "auc", "sensitivity", "specificity",
+              "confusion_matrix", "ece"):
+    assert key in results["test"]
+  on_disk = json.loads((tmp_path / "ensemble" / "results.json").read_text())
+  assert on_disk["test"]["accuracy"] == results["test"]["accuracy"]
+
+
+def test_seeds_tested_on_different_examples_are_refused(tmp_path):
+  _seed_run(str(tmp_path / "a"), 0, ["x", "y"], [0, 1], [0.1, 0.9])
+  _seed_run(str(tmp_path / "b"), 1, ["x", "z"], [0, 1], [0.2, 0.8])
+  with pytest.raises(DataError, match="other examples"):
+    ensemble.write_seed_ensemble([str(tmp_path / "a"), str(tmp_path / "b")],
+                                 str(tmp_path / "ens"))
