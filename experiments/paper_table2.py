@@ -1,17 +1,19 @@
 """The paper's Table 2 grid: every dataset x model cell, over several seeds.
 
     python -m experiments.paper_table2 --smoke                    # whole grid in minutes (CPU)
-    python -m experiments.paper_table2 --seeds=0,1,2 --luna_dir=/data/luna16_patches \
-        --hip_dir=/data/hip_xray --cells='luna_*,hip128_crop_*'
+    python -m experiments.paper_table2 --seeds=0,1,2 --luna_dir=/data/luna16_patches
+        --hip_dir=/data/hip_xray --cells='luna_*,hip128_crop_*' --cell_epochs=luna_resnet=20
 
 Each cell runs its experiment (experiments/<cell>.py) into <workdir>/<cell>/seed<k>; seeds with
-a results.json are not re-run. Every seed and model of a dataset uses one data split
+a results.json are not re-run, and with several seeds their ensemble (mean probability) goes
+into <workdir>/<cell>/ensemble. Every seed and model of a dataset uses one data split
 (--data_seed); the seeds vary init, batch order and augmentation. On a GPU/TPU the seeds of a
-CNN or ResNet cell train together in one vmapped step (medjax.train.seeds; --stack=on|off
-overrides), the DBN's and SGAN's, and all of them on a CPU, one by one. Real data where a --*_dir flag points to it, the embedded
-synthetic data otherwise (marked in the table). Writes <workdir>/table2.md, table2.csv (accuracy
-mean +- std, AUC, sensitivity, specificity, the paper's accuracy beside each) and
-confusion_matrices.png (all cells, seed 0, like the paper's Fig. 6).
+CNN or ResNet cell train together in one vmapped step (medjax.train.seeds; --stack overrides).
+Real data where a --*_dir flag points to it, the embedded synthetic data otherwise. Writes
+<workdir>/table2.md and table2.csv (per cell: accuracy mean and std over seeds, AUC,
+sensitivity, specificity, ECE, the majority baseline, epochs, training time, the paper's
+accuracy; one row per seed ensemble; synthetic and smoke runs marked) and confusion_matrices.png
+(all cells, first seed, like the paper's Fig. 6).
 """
 
 from __future__ import annotations
@@ -22,23 +24,14 @@ import importlib
 import json
 import logging
 import os
+import time
 
 import numpy as np
 
-PAPER = {  # Table 2 of Liu et al. (2021): test accuracy %
-    ("luna", "cnn"): 92.5, ("luna", "resnet"): 93.1, ("luna", "dbn"): 89.4,
-    ("luna", "sgan"): 80.0,
-    ("hip128_crop", "cnn"): 89.2, ("hip128_crop", "resnet"): 95.2,
-    ("hip128_crop", "dbn"): 76.2, ("hip128_crop", "sgan"): 75.0,
-    ("hip128_full", "cnn"): 82.6, ("hip128_full", "resnet"): 93.6,
-    ("hip128_full", "dbn"): 70.1, ("hip128_full", "sgan"): 69.5,
-    ("hip256_crop", "cnn"): 86.0, ("hip256_crop", "resnet"): 90.1,
-    ("hip256_crop", "sgan"): 74.4,
-    ("hip256_full", "cnn"): 80.7, ("hip256_full", "resnet"): 87.5,
-    ("hip256_full", "sgan"): 64.1,
-}
-DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
-MODELS = ("cnn", "resnet", "dbn", "sgan")
+from medjax.config import DATASETS, MODELS, PAPER_TABLE2
+from medjax.errors import ConfigError, UserError
+
+PAPER = PAPER_TABLE2
 CELLS = [f"{d}_{m}" for d in DATASETS for m in MODELS if (d, m) in PAPER]
 
 log = logging.getLogger("medjax")
@@ -49,7 +42,7 @@ def select_cells(patterns: str | None) -> list[str]:
     return list(CELLS)
   chosen = [c for c in CELLS if any(fnmatch.fnmatch(c, p.strip()) for p in patterns.split(","))]
   if not chosen:
-    raise ValueError(f"--cells={patterns!r} matches none of {CELLS}")
+    raise ConfigError(f"--cells={patterns!r} matches none of {CELLS}")
   return chosen
 
 
@@ -69,9 +62,11 @@ def cell_config(cell: str, *, smoke: bool, data_dirs: dict, epochs: int | None,
 
 
 def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dirs: dict,
-             epochs: int | None, stack: bool | None = None, data_seed: int = 0) -> list[dict]:
+             epochs: int | None, stack: bool | None = None, data_seed: int = 0,
+             train: bool = True) -> list[dict]:
   """Each seed's results.json content, training the seeds that have none (CNN and ResNet seeds
-  together in one vmapped step when `stack`; None: on GPU/TPU, not on CPU)."""
+  together in one vmapped step when `stack`; None: on GPU/TPU, not on CPU). `train=False` only
+  collects the seeds that are finished."""
   from experiments import _runner
   paths = {s: os.path.join(workdir, cell, f"seed{s}") for s in seeds}
   done = {}
@@ -82,6 +77,9 @@ def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dir
       with open(path) as f:
         done[s] = json.load(f)
   todo = [s for s in seeds if s not in done]
+  if todo and not train:
+    log.info("%s seed(s) %s: not finished, left out (--collect)", cell, todo)
+    return [done[s] for s in seeds if s in done]
   if todo:
     config = cell_config(cell, smoke=smoke, data_dirs=data_dirs, epochs=epochs,
                          data_seed=data_seed)
@@ -92,24 +90,59 @@ def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dir
   return [done[s] for s in seeds]
 
 
-def summarize(results: dict[str, list[dict]]) -> list[dict]:
+def cell_ensemble(cell: str, seeds: list[int], workdir: str) -> dict | None:
+  """The ensemble of the cell's seeds (mean probability) in <workdir>/<cell>/ensemble."""
+  if len(seeds) < 2:
+    return None
+  from medjax.eval.ensemble import write_seed_ensemble
+  return write_seed_ensemble([os.path.join(workdir, cell, f"seed{s}") for s in seeds],
+                             os.path.join(workdir, cell, "ensemble"))
+
+
+def summarize(results: dict[str, list[dict]], ensembles: dict[str, dict | None] | None = None
+              ) -> list[dict]:
+  """One row per cell (mean and std over seeds), and one per seed ensemble."""
   rows = []
   for cell, runs in results.items():
     dataset, model = cell.rsplit("_", 1)
     t = [r["test"] for r in runs]
 
-    def stat(key):
-      vals = [x[key] for x in t if x[key] is not None]
+    def stat(key, values=t):
+      vals = [x[key] for x in values if x.get(key) is not None]
       return (float(np.mean(vals)), float(np.std(vals))) if vals else (None, None)
 
     acc, acc_sd = stat("accuracy")
-    rows.append({"cell": cell, "dataset": dataset, "model": model,
-                 "data": "synthetic" if runs[0]["synthetic"] else "real",
-                 "seeds": len(runs), "accuracy": acc, "accuracy_std": acc_sd,
-                 "auc": stat("auc")[0], "sensitivity": stat("sensitivity")[0],
-                 "specificity": stat("specificity")[0],
-                 "paper_accuracy": PAPER[(dataset, model)] / 100})
+    base = {"cell": cell, "dataset": dataset, "model": model,
+            "data": "synthetic" if runs[0]["synthetic"] else "real",
+            "smoke": any(r.get("smoke", False) for r in runs),
+            "epochs": runs[0]["epochs"], "n_train": runs[0]["n_train"],
+            "n_test": runs[0]["n_test"],
+            "majority": _majority(runs[0]),
+            "paper_accuracy": PAPER[(dataset, model)] / 100}
+    rows.append({**base, "kind": "seeds", "seeds": len(runs),
+                 "seed_list": " ".join(str(r["seed"]) for r in runs),
+                 "accuracy": acc, "accuracy_std": acc_sd, "auc": stat("auc")[0],
+                 "auc_std": stat("auc")[1], "sensitivity": stat("sensitivity")[0],
+                 "specificity": stat("specificity")[0], "ece": stat("ece")[0],
+                 "train_minutes": float(np.mean([r["train_seconds"] for r in runs])) / 60})
+    ens = (ensembles or {}).get(cell)
+    if ens is not None:
+      e = ens["test"]
+      rows.append({**base, "kind": "ensemble", "seeds": len(ens["seeds"]),
+                   "seed_list": " ".join(map(str, ens["seeds"])), "accuracy": e["accuracy"],
+                   "accuracy_std": None, "auc": e["auc"], "auc_std": None,
+                   "sensitivity": e["sensitivity"], "specificity": e["specificity"],
+                   "ece": e.get("ece"), "train_minutes": ens["train_seconds"] / 60})
   return rows
+
+
+def _majority(results: dict) -> float | None:
+  """Accuracy of always answering the test split's larger class."""
+  if results.get("majority_accuracy") is not None:
+    return results["majority_accuracy"]
+  (tn, fp), (fn, tp) = results["test"]["confusion_matrix"]
+  n = tn + fp + fn + tp
+  return max(tn + fp, fn + tp) / n if n else None
 
 
 def _pct(x, digits=1):
@@ -117,26 +150,41 @@ def _pct(x, digits=1):
 
 
 def _acc(row) -> str:
-  """Accuracy %, with the std over seeds when there are several."""
+  """Accuracy %, with the std over seeds when there are several, "1 seed" otherwise."""
+  if row["kind"] == "ensemble":
+    return f"{_pct(row['accuracy'])} (ensemble of {row['seeds']})"
   if row["seeds"] < 2:
-    return _pct(row["accuracy"])
-  return f"{_pct(row['accuracy'])} ± {_pct(row['accuracy_std'])}"
+    return f"{_pct(row['accuracy'])} (1 seed)"
+  return f"{_pct(row['accuracy'])} ± {_pct(row['accuracy_std'])} ({row['seeds']} seeds)"
 
 
-def _num(x):
-  return "—" if x is None else f"{x:.3f}"
+def _num(x, sd=None):
+  if x is None:
+    return "—"
+  return f"{x:.3f}" + (f" ± {sd:.3f}" if sd is not None else "")
+
+
+def table_title(rows: list[dict]) -> str:
+  marks = []
+  if any(r["data"] == "synthetic" for r in rows):
+    marks.append("SYNTHETIC DATA (not comparable with the paper's real-data figures)")
+  if any(r["smoke"] for r in rows):
+    marks.append("SMOKE RUN (tiny models, little data: tests the code, not the models)")
+  title = "# Table 2: test accuracy % (mean ± std over seeds), medjax beside the paper"
+  return title + "".join(f"\n\n**{m}**" for m in marks)
 
 
 def write_tables(rows: list[dict], workdir: str) -> None:
+  """table2.csv (every row) and table2.md (the grid, then one line per cell and ensemble)."""
   with open(os.path.join(workdir, "table2.csv"), "w", newline="") as f:
     w = csv.DictWriter(f, fieldnames=list(rows[0]))
     w.writeheader()
     w.writerows(rows)
-  lines = ["# Table 2: test accuracy % (mean ± std over seeds), medjax vs the paper", "",
+  lines = [table_title(rows), "",
            "| dataset | data | " + " | ".join(MODELS) + " |",
            "|---|---|" + "---|" * len(MODELS)]
   for dataset in DATASETS:
-    cells = {r["model"]: r for r in rows if r["dataset"] == dataset}
+    cells = {r["model"]: r for r in rows if r["dataset"] == dataset and r["kind"] == "seeds"}
     if not cells:
       continue
     kind = ", ".join(sorted({r["data"] for r in cells.values()}))
@@ -146,27 +194,39 @@ def write_tables(rows: list[dict], workdir: str) -> None:
       if r is None:
         out.append("—" if (dataset, model) not in PAPER else "not run")
       else:
-        out.append(f"{_acc(r)} (paper {r['paper_accuracy'] * 100:.1f})")
+        out.append(f"{_acc(r)}; paper {r['paper_accuracy'] * 100:.1f}")
     lines.append(f"| {dataset} | {kind} | " + " | ".join(out) + " |")
-  lines += ["", "| cell | data | seeds | accuracy % | AUC | sensitivity | specificity | paper % |",
-            "|---|---|---|---|---|---|---|---|"]
+  lines += ["", "| cell | data | seeds | epochs | accuracy % | AUC | sensitivity | specificity "
+                "| ECE | majority % | train min / seed | paper % |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
-    lines.append(f"| {r['cell']} | {r['data']} | {r['seeds']} | {_acc(r)} | "
-                 f"{_num(r['auc'])} | {_num(r['sensitivity'])} | "
-                 f"{_num(r['specificity'])} | {r['paper_accuracy'] * 100:.1f} |")
+    name = r["cell"] + (" (ensemble)" if r["kind"] == "ensemble" else "")
+    minutes = (r["train_minutes"] / r["seeds"] if r["kind"] == "ensemble"
+               else r["train_minutes"])
+    lines.append(f"| {name} | {r['data']} | {r['seed_list']} | {r['epochs']} | {_acc(r)} | "
+                 f"{_num(r['auc'], r['auc_std'])} | {_num(r['sensitivity'])} | "
+                 f"{_num(r['specificity'])} | {_num(r['ece'])} | {_pct(r['majority'])} | "
+                 f"{minutes:.1f} | {r['paper_accuracy'] * 100:.1f} |")
+  lines += ["", "Accuracy on the test split of the checkpoint chosen on validation; majority: "
+            "always answering the larger class; train min: wall time of training (validation "
+            "included) per seed on the machine in each results.json."]
   with open(os.path.join(workdir, "table2.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
 
 def plot_confusion_matrices(results: dict[str, list[dict]], path: str) -> None:
-  """All cells' test confusion matrices (first seed) in one figure, like the paper's Fig. 6."""
-  from medjax.eval.plots import plot_confusion_matrix, plt
+  """All cells' test confusion matrices (first seed) in one figure, like the paper's Fig. 6.
+
+  The title is marked SYNTHETIC DATA / SMOKE RUN when a cell's results are (smoke read from the
+  config.json of <dir of path>/<cell>/seed<k>, where run_cell trains it).
+  """
+  from medjax.eval.plots import data_marks, plot_confusion_matrix, plt, save_figure, set_title
   cells = list(results)
   cols = len(MODELS)
-  rows_n = len({c.rsplit("_", 1)[0] for c in cells})
-  fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 3.0 * rows_n), dpi=100,
-                           squeeze=False)
   datasets = [d for d in DATASETS if any(c.startswith(d + "_") for c in cells)]
+  fig, axes = plt.subplots(len(datasets), cols, figsize=(3.2 * cols, 3.1 * len(datasets) + 0.6),
+                           dpi=100, squeeze=False, layout="constrained")
+  smoke = False
   for i, dataset in enumerate(datasets):
     for j, model in enumerate(MODELS):
       ax = axes[i][j]
@@ -174,46 +234,95 @@ def plot_confusion_matrices(results: dict[str, list[dict]], path: str) -> None:
       if cell in results:
         r = results[cell][0]
         plot_confusion_matrix(r["test"]["confusion_matrix"], ax,
-                              f"{cell} ({100 * r['test']['accuracy']:.1f}%)")
+                              f"{cell}\n{100 * r['test']['accuracy']:.1f}% "
+                              f"(paper {PAPER[(dataset, model)]:.1f}%)")
+        config = os.path.join(os.path.dirname(path), cell, f"seed{r['seed']}", "config.json")
+        if os.path.exists(config):
+          with open(config) as f:
+            smoke = smoke or bool(json.load(f).get("smoke"))
       else:
         ax.axis("off")
-  fig.tight_layout()
-  fig.savefig(path)
-  plt.close(fig)
+  seeds = sorted({runs[0]["seed"] for runs in results.values()})
+  synthetic = any(runs[0]["synthetic"] for runs in results.values())
+  set_title(fig, f"Test confusion matrices (seed {', '.join(map(str, seeds))}), accuracy beside "
+            "the paper's Table 2", data_marks(synthetic, smoke), fontsize=13)
+  save_figure(fig, path)
 
 
-def main(argv=None) -> list[dict]:
-  import argparse
-  p = argparse.ArgumentParser(description="Run the paper's Table 2 grid.")
-  p.add_argument("--workdir", default=os.path.join("runs", "table2"))
-  p.add_argument("--cells", default=None, help="comma-separated glob patterns, e.g. 'luna_*'")
-  p.add_argument("--seeds", default="0", help="comma-separated seeds")
-  p.add_argument("--smoke", action="store_true", help="tiny models, little data: minutes on CPU")
-  p.add_argument("--epochs", type=int, default=None, help="override num_epochs of every cell")
-  p.add_argument("--luna_dir", default=None, help="LUNA16 data (patch folder or raw layout)")
-  p.add_argument("--hip_dir", default=None, help="hip X-ray folder")
-  p.add_argument("--data_seed", type=int, default=0,
-                 help="seed of the data split, shared by every seed and model")
-  p.add_argument("--stack", choices=("auto", "on", "off"), default="auto",
-                 help="train the seeds of a CNN/ResNet cell in one vmapped step (auto: on GPU/TPU, "
-                      "off on CPU, where it is slower)")
-  args = p.parse_args(argv)
+def define_flags(fv) -> None:
+  from absl import flags
+  flags.DEFINE_string("workdir", None, "Output directory (default: runs/table2, or "
+                      "runs/table2-smoke with --smoke).", flag_values=fv)
+  flags.DEFINE_string("cells", None, "Comma-separated glob patterns of cells, e.g. 'luna_*' "
+                      "(default: all 18).", flag_values=fv)
+  flags.DEFINE_list("seeds", ["0"], "Seeds of every cell (an ensemble row is added for 2+).",
+                    flag_values=fv)
+  flags.DEFINE_bool("smoke", False, "Tiny models, little data: the whole grid in minutes (CPU).",
+                    flag_values=fv)
+  flags.DEFINE_integer("epochs", None, "Override num_epochs of every cell.", flag_values=fv)
+  flags.DEFINE_list("cell_epochs", [], "Per-cell epochs, e.g. luna_resnet=20,luna_sgan=10 "
+                    "(after --epochs).", flag_values=fv)
+  flags.DEFINE_string("luna_dir", None, "LUNA16 data (patch folder, raw layout or .npz); "
+                      "default: the embedded synthetic CT volumes.", flag_values=fv)
+  flags.DEFINE_string("hip_dir", None, "Hip X-ray folder; default: the embedded synthetic set.",
+                      flag_values=fv)
+  flags.DEFINE_integer("data_seed", 0, "Seed of the data split, shared by every seed and model.",
+                       flag_values=fv)
+  flags.DEFINE_bool("collect", False, "Train nothing: write the tables from the seeds that "
+                    "are finished (a cell with none is left out).", flag_values=fv)
+  flags.DEFINE_enum("stack", "auto", ["auto", "on", "off"], "Train the seeds of a CNN/ResNet "
+                    "cell in one vmapped step (auto: on GPU/TPU, off on CPU, where it is slower).",
+                    flag_values=fv)
+
+
+def _cell_epochs(items, cells) -> dict[str, int]:
+  out = {}
+  for item in items:
+    cell, _, value = item.partition("=")
+    if cell not in CELLS or not value.strip().isdigit() or int(value) < 1:
+      raise ConfigError(f"--cell_epochs: expected <cell>=<epochs> with a cell of {CELLS}, "
+                        f"got {item!r}")
+    out[cell] = int(value)
+  return out
+
+
+def main(argv=None) -> list[dict] | None:
+  """Runs the selected cells and writes the tables and the figure; `argv`: the flags (default
+  sys.argv[1:])."""
+  import sys
+  from medjax import cli
+  from medjax.train.driver import duration
+  FLAGS = cli.parse_flags(define_flags, sys.argv[1:] if argv is None else argv, __doc__)
+  if FLAGS is None:
+    return None
   from experiments._runner import enable_compilation_cache, setup_logging
   setup_logging()
   enable_compilation_cache()
-  workdir = args.workdir + ("-smoke" if args.smoke and args.workdir.endswith("table2") else "")
+  workdir = FLAGS.workdir or os.path.join("runs", "table2-smoke" if FLAGS.smoke else "table2")
   os.makedirs(workdir, exist_ok=True)
-  seeds = [int(s) for s in args.seeds.split(",")]
-  cells = select_cells(args.cells)
-  data_dirs = {"luna": args.luna_dir, "hip": args.hip_dir}
-  results = {}
+  seeds = cli.parse_list(FLAGS.seeds, "seeds")
+  cells = select_cells(FLAGS.cells)
+  per_cell = _cell_epochs(FLAGS.cell_epochs, cells)
+  data_dirs = {"luna": FLAGS.luna_dir, "hip": FLAGS.hip_dir}
+  results, ensembles = {}, {}
+  t0 = time.perf_counter()
   for n, cell in enumerate(cells, 1):
     log.info("[%d/%d] %s", n, len(cells), cell)
-    results[cell] = run_cell(cell, seeds, workdir, smoke=args.smoke, data_dirs=data_dirs,
-                             epochs=args.epochs,
-                             stack={"auto": None, "on": True, "off": False}[args.stack],
-                             data_seed=args.data_seed)
-  rows = summarize(results)
+    runs = run_cell(cell, seeds, workdir, smoke=FLAGS.smoke, data_dirs=data_dirs,
+                    epochs=per_cell.get(cell, FLAGS.epochs),
+                    stack={"auto": None, "on": True, "off": False}[FLAGS.stack],
+                    data_seed=FLAGS.data_seed, train=not FLAGS.collect)
+    if not runs:
+      continue
+    results[cell] = runs
+    ensembles[cell] = cell_ensemble(cell, [r["seed"] for r in runs], workdir)
+    elapsed = time.perf_counter() - t0
+    log.info("grid: %d/%d cells done, elapsed %s%s", n, len(cells), duration(elapsed),
+             f", ETA {duration(elapsed / n * (len(cells) - n))} at the mean time per cell so far"
+             if n < len(cells) else "")
+  if not results:
+    raise UserError(f"no finished runs in {workdir} for the cells {', '.join(cells)}")
+  rows = summarize(results, ensembles)
   write_tables(rows, workdir)
   plot_confusion_matrices(results, os.path.join(workdir, "confusion_matrices.png"))
   print(open(os.path.join(workdir, "table2.md")).read())
@@ -221,5 +330,11 @@ def main(argv=None) -> list[dict]:
   return rows
 
 
+def console_main() -> None:
+  """`medjax-grid` and `python -m experiments.paper_table2`."""
+  from medjax import cli
+  cli.guard(main)
+
+
 if __name__ == "__main__":
-  main()
+  console_main()

@@ -4,6 +4,10 @@ import os
 import pytest
 
 from experiments import paper_table2
+from medjax.errors import UserError
+
+
+pytestmark = pytest.mark.slow  # end-to-end training runs
 
 
 def test_cells_follow_the_paper_grid():
@@ -19,15 +23,39 @@ def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, caplog):
   workdir = str(tmp_path / "grid")
   args = ["--smoke", "--cells=luna_cnn", "--seeds=0,1", f"--workdir={workdir}", "--stack=on"]
   rows = paper_table2.main(args)
-  assert [r["cell"] for r in rows] == ["luna_cnn"] and rows[0]["seeds"] == 2
+  assert [(r["cell"], r["kind"]) for r in rows] == [("luna_cnn", "seeds"),
+                                                    ("luna_cnn", "ensemble")]
+  assert rows[0]["seeds"] == 2 and rows[0]["smoke"] is True
   assert rows[0]["data"] == "synthetic" and rows[0]["paper_accuracy"] == pytest.approx(0.925)
   for name in ("table2.md", "table2.csv", "confusion_matrices.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   table = open(os.path.join(workdir, "table2.md")).read()
-  assert "| luna | synthetic |" in table and "(paper 92.5)" in table
+  assert "| luna | synthetic |" in table and "paper 92.5" in table
+  assert "SMOKE RUN" in table and "SYNTHETIC DATA" in table
+  assert "| luna_cnn (ensemble) |" in table
+  assert os.path.exists(os.path.join(workdir, "luna_cnn", "ensemble", "results.json"))
   with open(os.path.join(workdir, "luna_cnn", "seed1", "results.json")) as f:
     assert json.load(f)["stacked_seeds"] == [0, 1]  # both seeds in one vmapped step
   stamp = os.path.getmtime(os.path.join(workdir, "luna_cnn", "seed1", "results.json"))
   again = paper_table2.main(args)
   assert os.path.getmtime(os.path.join(workdir, "luna_cnn", "seed1", "results.json")) == stamp
   assert again == rows
+
+
+def test_an_explicit_workdir_is_used_as_given_and_one_seed_says_so(tmp_path):
+  workdir = str(tmp_path / "table2")
+  rows = paper_table2.main(["--smoke", "--cells=luna_dbn", f"--workdir={workdir}"])
+  assert os.path.exists(os.path.join(workdir, "table2.md"))  # not renamed to table2-smoke
+  assert [r["kind"] for r in rows] == ["seeds"]
+  assert "(1 seed)" in open(os.path.join(workdir, "table2.md")).read()
+
+
+def test_collect_writes_the_tables_from_finished_seeds_only(tmp_path):
+  workdir = str(tmp_path / "grid")
+  paper_table2.main(["--smoke", "--cells=luna_cnn", "--seeds=0", f"--workdir={workdir}"])
+  rows = paper_table2.main(["--smoke", "--cells=luna_*", "--seeds=0,1", "--collect",
+                            f"--workdir={workdir}"])
+  assert [(r["cell"], r["seeds"]) for r in rows] == [("luna_cnn", 1)]
+  assert not os.path.exists(os.path.join(workdir, "luna_cnn", "seed1"))  # nothing trained
+  with pytest.raises(UserError, match="no finished runs"):
+    paper_table2.main(["--cells=hip*", "--collect", f"--workdir={workdir}"])
