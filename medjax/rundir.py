@@ -44,7 +44,7 @@ EXECUTION_FIELDS = frozenset({
 
 OUTPUTS = ("checkpoints", "metrics.jsonl", "events", "results.json", "predictions.csv",
            "confusion_matrix.png", "training_curves.png", "roc.png", "pr.png",
-           "reliability.png", "samples", "submission_luna16.csv", "submission_seriesuids.csv",
+           "reliability.png", "saliency.png", "samples", "submission_luna16.csv", "submission_seriesuids.csv",
            "froc.json", "froc.png", "data.json", "pretrain")
 
 
