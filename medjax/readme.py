@@ -94,12 +94,18 @@ def stale_blocks(path: str = README) -> list[str]:
           if m.group(3) != BLOCKS[m.group(2)]()]
 
 
+def define_flags(fv) -> None:
+  from absl import flags
+  flags.DEFINE_bool("check", False, "Only check: exit status 1 when README.md disagrees with "
+                    "the results files.", flag_values=fv)
+
+
 def main(argv: list[str] | None = None) -> int:
-  argv = sys.argv[1:] if argv is None else argv
-  if argv and argv != ["--check"]:
-    print("usage: python -m medjax.readme [--check]", file=sys.stderr)
-    return 2
-  if argv == ["--check"]:
+  from medjax import cli
+  fv = cli.parse_flags(define_flags, sys.argv[1:] if argv is None else argv, __doc__)
+  if fv is None:
+    return 0
+  if fv.check:
     stale = stale_blocks()
     if stale:
       print(f"README.md disagrees with results/ in: {', '.join(stale)}; run "
@@ -117,4 +123,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  from medjax import cli as _cli
+  sys.exit(_cli.guard(main))

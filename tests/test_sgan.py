@@ -188,7 +188,7 @@ def test_smoke_run_writes_results_and_sample_grids(tmp_path):
   assert test["accuracy"] == pytest.approx((tn + tp) / on_disk["n_test"])
   assert on_disk["num_labelled"] == on_disk["n_train"]
   grid = Image.open(os.path.join(workdir, "samples", "epoch_001.png"))
-  assert grid.size[0] >= 3 * 50 and grid.size[0] == grid.size[1]
+  assert grid.size[0] > grid.size[1] >= 3 * 50  # real and generated panels side by side
   record = json.loads(open(os.path.join(workdir, "metrics.jsonl")).read())
   assert record["epoch"] == 1 and np.isfinite(record["train_g_loss"])
   assert "val_accuracy" in record
