@@ -47,6 +47,7 @@ def test_registry_and_bfloat16_compute():
   np.testing.assert_allclose(out, ref, atol=0.05, rtol=0.05)
 
 
+@pytest.mark.slow
 def test_stack_conversion_reproduces_rbm_hidden_probabilities():
   model = DBN(hidden=(12, 6))
   x = jax.random.uniform(jax.random.key(0), (4, 5, 5, 2))

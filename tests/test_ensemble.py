@@ -2,6 +2,7 @@ import functools
 
 import jax
 import numpy as np
+import pytest
 import optax
 
 from medjax.models import CNNTiny
@@ -10,6 +11,7 @@ from medjax.data import epoch_indices
 from medjax.train.state import create_train_state
 
 
+@pytest.mark.slow
 def test_vmapped_seeds_train_like_separate_runs():
   model, tx = CNNTiny(), optax.adam(1e-3)
   seeds = [0, 3]

@@ -21,6 +21,7 @@ def _output_shape(model, batch, size, channels):
 @settings(max_examples=12, deadline=None)
 @given(batch=st.integers(1, 9), size=st.integers(32, 260), channels=st.integers(1, 4),
        classes=st.integers(2, 10), which=st.sampled_from(["cnn", "resnet"]))
+@pytest.mark.slow
 def test_output_shape_any_input(batch, size, channels, classes, which):
   model = (CNN if which == "cnn" else ResNet50)(num_classes=classes)
   variables, out = _output_shape(model, batch, size, channels)
@@ -41,6 +42,7 @@ def test_cnn_survives_eight_stride_two_reductions_at_50px():
   assert out.shape == (2, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn", [CNNTiny, ResNetTiny])
 def test_bfloat16_computes_in_bf16_with_float32_params(model_fn):
   model = model_fn(dtype=jnp.bfloat16)
@@ -59,6 +61,7 @@ def test_bfloat16_computes_in_bf16_with_float32_params(model_fn):
 @settings(max_examples=15, deadline=None)
 @given(size=st.integers(2, 9), stride=st.sampled_from([1, 2]), k=st.sampled_from([1, 3]),
        padding=st.sampled_from(["SAME", "VALID", ((1, 1), (1, 1))]))
+@pytest.mark.slow
 def test_im2col_conv_matches_lax_conv(size, stride, k, padding):
   if padding == "VALID" and size < k:
     return
@@ -75,6 +78,7 @@ def test_im2col_conv_matches_lax_conv(size, stride, k, padding):
 @settings(max_examples=10, deadline=None)
 @given(size=st.integers(1, 12), stride=st.sampled_from([1, 2, 3]),
        padding=st.sampled_from(["SAME", "VALID"]))
+@pytest.mark.slow
 def test_pointwise_conv_as_matmul_matches_lax_values_and_gradients(size, stride, padding):
   x = jax.random.normal(jax.random.key(1), (2, size, size + 1, 5))
   conv = functools.partial(Conv, 7, (1, 1), (stride, stride), padding)
@@ -95,6 +99,7 @@ def test_pointwise_conv_as_matmul_matches_lax_values_and_gradients(size, stride,
 @settings(max_examples=12, deadline=None)
 @given(size=st.integers(1, 12), stride=st.sampled_from([1, 2, 3]),
        padding=st.sampled_from(["SAME", "VALID", ((1, 1), (1, 1))]))
+@pytest.mark.slow
 def test_max_pool_matches_flax_values_and_gradients(size, stride, padding):
   # Distinct values, so there are no ties and the gradients must agree exactly.
   x = jax.random.permutation(jax.random.key(0), jnp.arange(2 * size * size * 3.0)).reshape(

@@ -95,6 +95,7 @@ def test_bernoulli_conditionals_by_enumeration():
   np.testing.assert_allclose(jax.nn.softmax(-e, axis=0).T @ v, rbm.visible_mean(h), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gaussian_conditionals_match_closed_form():
   rbm = _random_rbm(6, 4, gaussian=True, seed=4)
   h = _all_binary(4)
@@ -129,6 +130,7 @@ def _train(data, *, hidden, epochs, batch_size, lr, seed, persistent=False, mome
   return rbm, state
 
 
+@pytest.mark.slow
 def test_cd_on_digits_beats_sklearn_pseudo_likelihood():
   x = _digits()
   data = jnp.asarray(x)

@@ -32,6 +32,7 @@ def _init(model, shape, seed=0):
     # The black baseline is -1 after the [-1, 1] mapping: the path crosses leaky-ReLU kinks.
     (DiscriminatorTiny(), to_tanh_range, 64),
 ], ids=["cnn", "dbn", "sgan_discriminator"])
+@pytest.mark.slow
 def test_integrated_gradients_are_complete(model, preprocess, steps):
   """sum(attributions) = f(x) - f(black) up to the midpoint rule's error."""
   # The shapes of the trained-CNN test below, so its compiled functions are reused.
@@ -53,6 +54,7 @@ def test_positive_logit_is_the_log_odds_of_the_positive_class():
   np.testing.assert_allclose(saliency.positive_logit(logits), np.log(p / (1 - p)), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, default", [("cnn", "conv0"), ("resnet", "Bottleneck_0")])
 def test_grad_cam_maps_are_image_sized_and_non_negative(name, default):
   model = create_model(name, size="tiny")

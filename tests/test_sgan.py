@@ -22,6 +22,7 @@ def test_real_probability_matches_naive_formula_and_lies_in_unit_interval():
   np.testing.assert_allclose(d, z / (z + 1), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_heads_and_losses_stay_finite_at_extreme_logits():
   logits = jnp.array([[1e4, 1e4], [-1e4, -1e4], [1e4, -1e4], [-1e4, 3.0], [0.0, 0.0]])
   d = real_probability(logits)
@@ -65,6 +66,7 @@ def test_generator_output_shape_any_size(height, width, channels, batch, latent)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
 
 
+@pytest.mark.slow
 def test_generator_output_in_tanh_range_and_discriminator_logits():
   gen = GeneratorTiny(image_shape=(10, 9, 1))
   z = jax.random.normal(jax.random.key(1), (3, 16)) * 100  # saturates tanh
@@ -83,6 +85,7 @@ def test_generator_output_in_tanh_range_and_discriminator_logits():
   assert d_vars["params"]["logits"]["kernel"].shape == (7 * 7 * 128, 2)
 
 
+@pytest.mark.slow
 def test_conv_transpose_4x4_equals_flax_conv_transpose():
   x = jax.random.normal(jax.random.key(1), (2, 5, 7, 3))
   ref = nn.ConvTranspose(6, (4, 4), (2, 2), padding="SAME")
@@ -117,6 +120,7 @@ def _learnable_batch(n, size=16, seed=0):
   return images, labels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("feature_matching", [False, True])
 def test_one_step_changes_c_d_and_g_params_and_keeps_them_finite(feature_matching):
   state, step, _ = _setup(feature_matching)
@@ -133,6 +137,7 @@ def test_one_step_changes_c_d_and_g_params_and_keeps_them_finite(feature_matchin
   assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
 
 
+@pytest.mark.slow
 def test_tiny_sgan_classifier_beats_chance_with_few_labels():
   state, step, disc = _setup(False)
   images, labels = _learnable_batch(400)

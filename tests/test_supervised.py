@@ -20,6 +20,7 @@ def _batch(n=16, size=32, seed=0):
   return {"image": images, "label": labels}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_fn", [CNNTiny, ResNetTiny])
 def test_train_step_reduces_loss_on_a_fixed_batch(model_fn):
   model, tx = model_fn(), optax.adam(3e-3)
@@ -35,6 +36,7 @@ def test_train_step_reduces_loss_on_a_fixed_batch(model_fn):
   assert int(state.step) == 60
 
 
+@pytest.mark.slow
 def test_train_step_updates_batch_stats():
   model, tx = ResNetTiny(), optax.adam(1e-3)
   batch = _batch()
@@ -46,6 +48,7 @@ def test_train_step_updates_batch_stats():
   assert all(jax.tree.leaves(changed))
 
 
+@pytest.mark.slow
 def test_eval_step_leaves_state_untouched_and_returns_probabilities():
   model, tx = ResNetTiny(), optax.adam(1e-3)
   batch = _batch()
@@ -63,6 +66,7 @@ def test_eval_step_leaves_state_untouched_and_returns_probabilities():
   np.testing.assert_allclose(alone[0], probs[0], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_dihedral_augmentation_permutes_pixels_and_keeps_shape():
   images = jnp.arange(4 * 6 * 6 * 1, dtype=jnp.float32).reshape(4, 6, 6, 1)
   out = augment_batch(images, jax.random.key(0), dihedral=True)
