@@ -204,7 +204,8 @@ def write_tables(rows: list[dict], workdir: str) -> None:
     minutes = (r["train_minutes"] / r["seeds"] if r["kind"] == "ensemble"
                else r["train_minutes"])
     lines.append(f"| {name} | {r['data']} | {r['seed_list']} | {r['epochs']} | {_acc(r)} | "
-                 f"{_num(r['auc'], r['auc_std'])} | {_num(r['sensitivity'])} | "
+                 f"{_num(r['auc'], r['auc_std'] if r['seeds'] > 1 else None)} | "
+                 f"{_num(r['sensitivity'])} | "
                  f"{_num(r['specificity'])} | {_num(r['ece'])} | {_pct(r['majority'])} | "
                  f"{minutes:.1f} | {r['paper_accuracy'] * 100:.1f} |")
   lines += ["", "Accuracy on the test split of the checkpoint chosen on validation; majority: "
