@@ -1,46 +1,55 @@
 """RBM pretraining throughput, medjax against scikit-learn's `BernoulliRBM`, same data and machine.
 
-    python -m medjax.benchmarks.rbm [--visible 2500] [--hidden 1500] [--batch 20] [--out FILE]
+    python -m medjax.benchmarks.rbm [--visible=2500] [--hidden=1500] [--batch=20] [--out=FILE]
 
 Random binary data (p = 0.3), one epoch = every full minibatch once. Reports samples per second,
 the median of `--repeats` timed epochs after one warm-up epoch (compilation for medjax).
 scikit-learn is timed on its own per-minibatch update (`_fit`, what `fit` loops over: PCD-1, no
 momentum) after `partial_fit` has initialized it, in float64 (its default) and float32 (it keeps
 float32 input). medjax runs CD-1 and PCD-1 with momentum and weight decay, as a whole epoch in
-one jitted `lax.scan` and as one jitted call per minibatch.
+one jitted `lax.scan` and as one jitted call per minibatch. Without scikit-learn (it is in the
+`test` extra) only the medjax rows are measured. `python -m medjax.benchmarks.torch_reference
+--models=rbm` times the same CD-1 update in PyTorch. Results: `rbm.md` beside this file.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import functools
 import json
 import os
-import platform
 import statistics
-import time
 
 import jax
 import numpy as np
-import sklearn
-from sklearn.neural_network import BernoulliRBM
 
+from medjax import benchmarks
+from medjax.errors import UserError
 from medjax.models.rbm import init_rbm
 from medjax.train import rbm as rbm_lib
 
 
+def define_flags(fv) -> None:
+  from absl import flags
+  flags.DEFINE_integer("visible", 2500, "Visible units (50x50 pixels).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("hidden", 1500, "Hidden units (the DBN's first layer).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_integer("batch", 20, "Minibatch size.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("samples", 1000, "Examples per epoch.", lower_bound=1, flag_values=fv)
+  flags.DEFINE_integer("repeats", 3, "Timed epochs (the median is reported).", lower_bound=1,
+                       flag_values=fv)
+  flags.DEFINE_string("out", os.path.join("runs", "benchmarks", "rbm.json"),
+                      "Write the results as JSON here.", flag_values=fv)
+
+
 def _median_rate(run_epoch, n_samples: int, repeats: int) -> tuple[float, list[float]]:
   run_epoch()  # warm-up
-  seconds = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    run_epoch()
-    seconds.append(time.perf_counter() - t0)
+  seconds = benchmarks.time_windows(run_epoch, repeats)
   return n_samples / statistics.median(seconds), seconds
 
 
 def bench_sklearn(x: np.ndarray, hidden: int, batch: int, repeats: int, dtype) -> dict:
+  from sklearn.neural_network import BernoulliRBM
   x = x.astype(dtype)
   rbm = BernoulliRBM(hidden, learning_rate=0.05, batch_size=batch, random_state=0)
   rbm.partial_fit(x[:batch])
@@ -87,50 +96,54 @@ def bench_medjax(x: np.ndarray, hidden: int, batch: int, repeats: int, *, persis
           "epoch_seconds": seconds}
 
 
-def main(argv=None) -> dict:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--visible", type=int, default=2500)
-  parser.add_argument("--hidden", type=int, default=1500)
-  parser.add_argument("--batch", type=int, default=20)
-  parser.add_argument("--samples", type=int, default=1000, help="examples per epoch")
-  parser.add_argument("--repeats", type=int, default=3, help="timed epochs (median)")
-  parser.add_argument("--out", default=os.path.join("runs", "benchmarks", "rbm.json"))
-  args = parser.parse_args(argv)
-
-  x = (np.random.default_rng(0).random((args.samples, args.visible)) < 0.3).astype(np.float32)
-  rows = [bench_sklearn(x, args.hidden, args.batch, args.repeats, np.float64),
-          bench_sklearn(x, args.hidden, args.batch, args.repeats, np.float32)]
+def main(argv, fv=None) -> dict:
+  """Times scikit-learn (when installed) and medjax; prints the table and writes `--out`."""
+  from absl import flags
+  fv = flags.FLAGS if fv is None else fv
+  benchmarks.no_arguments(argv)
+  try:
+    sklearn = benchmarks.require("sklearn", "scikit-learn", "scikit-learn")
+  except UserError as e:
+    sklearn = None
+    print(f"{e}: measuring medjax only (the comparison needs scikit-learn)", flush=True)
+  x = (np.random.default_rng(0).random((fv.samples, fv.visible)) < 0.3).astype(np.float32)
+  rows = []
+  if sklearn:
+    for dtype in (np.float64, np.float32):
+      rows.append(bench_sklearn(x, fv.hidden, fv.batch, fv.repeats, dtype))
   for persistent in (False, True):
-    rows.append(bench_medjax(x, args.hidden, args.batch, args.repeats, persistent=persistent,
+    rows.append(bench_medjax(x, fv.hidden, fv.batch, fv.repeats, persistent=persistent,
                              scanned=True))
-  rows.append(bench_medjax(x, args.hidden, args.batch, args.repeats, persistent=False,
+  rows.append(bench_medjax(x, fv.hidden, fv.batch, fv.repeats, persistent=False,
                            scanned=False))
-  reference = max(r["samples_per_second"] for r in rows[:2])  # sklearn's faster dtype
-  for r in rows:
-    r["speedup_vs_best_sklearn"] = r["samples_per_second"] / reference
+  if sklearn:
+    reference = max(r["samples_per_second"] for r in rows[:2])  # sklearn's faster dtype
+    for r in rows:
+      r["speedup_vs_best_sklearn"] = r["samples_per_second"] / reference
 
   report = {
-      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "shape": {"visible": args.visible, "hidden": args.hidden, "batch": args.batch,
-                "samples_per_epoch": len(x) // args.batch * args.batch},
-      "repeats": args.repeats, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-      "device": jax.devices()[0].device_kind, "load_average": list(os.getloadavg()),
-      "versions": {"jax": jax.__version__, "sklearn": sklearn.__version__,
-                   "numpy": np.__version__, "python": platform.python_version()},
+      "shape": {"visible": fv.visible, "hidden": fv.hidden, "batch": fv.batch,
+                "samples_per_epoch": len(x) // fv.batch * fv.batch},
+      "repeats": fv.repeats, "machine": benchmarks.machine(),
+      "device": jax.devices()[0].device_kind,
+      "versions": {"jax": jax.__version__, "numpy": np.__version__,
+                   "sklearn": sklearn.__version__ if sklearn else None},
       "results": rows,
   }
-  print(f"RBM pretraining, {args.visible} visible x {args.hidden} hidden, batch {args.batch}, "
-        f"{report['shape']['samples_per_epoch']} samples/epoch, median of {args.repeats}")
+  print(f"RBM pretraining, {fv.visible} visible x {fv.hidden} hidden, batch {fv.batch}, "
+        f"{report['shape']['samples_per_epoch']} samples/epoch, median of {fv.repeats}")
   print(f"{'implementation':58s} {'samples/s':>10s} {'vs sklearn':>10s}")
   for r in rows:
+    ratio = r.get("speedup_vs_best_sklearn")
     print(f"{r['name']:58s} {r['samples_per_second']:10.0f} "
-          f"{r['speedup_vs_best_sklearn']:9.1f}x")
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(report, f, indent=2)
-  print(f"wrote {args.out}")
+          + (f"{ratio:9.1f}x" if ratio else f"{'n/a':>10s}"))
+  if fv.out:
+    os.makedirs(os.path.dirname(os.path.abspath(fv.out)), exist_ok=True)
+    with open(fv.out, "w") as f:
+      json.dump(report, f, indent=2)
+    print(f"wrote {fv.out}")
   return report
 
 
 if __name__ == "__main__":
-  main()
+  benchmarks.run(define_flags, main)
