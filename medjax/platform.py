@@ -2,7 +2,8 @@
 
 XLA:CPU and accelerators want different formulations of the same computation (measured in
 `medjax/benchmarks/RESULTS.md`):
-- `cpu_layers`: small-map and 1x1 convolutions as matmuls (`medjax.models.layers`),
+- `cpu_layers`: convolutions as matmuls where XLA:CPU is slow (`medjax.models.layers`, the
+  SGAN's `ConvTranspose4x4` gradients),
 - `device_resident_default`: the training split on device, chunks of steps as one `lax.scan`,
 - `stack_seeds_default`: seeds of a CNN/ResNet trained together in one vmapped step.
 Each is on for one kind of backend and off for the other. `MEDJAX_PLATFORM=cpu|accelerator`
@@ -35,7 +36,8 @@ def is_cpu() -> bool:
 
 
 def cpu_layers() -> bool:
-  """Convolutions XLA:CPU runs slowly are computed as shifted slices + matmuls."""
+  """Convolutions and convolution gradients XLA:CPU runs slowly are computed as shifted slices
+  + matmuls."""
   return is_cpu()
 
 

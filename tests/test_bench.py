@@ -42,6 +42,7 @@ def test_dashed_flag_names_become_absl_names_and_values_stay():
       "-1", "--models=cnn", "--", "--keep-me"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,seeds,models", [("step", "1", "cnn,sgan"), ("scan", "2", "cnn")])
 def test_step_benchmark_writes_json(tmp_path, mode, seeds, models):
   out = tmp_path / "bench.json"
@@ -143,6 +144,7 @@ def test_torch_reference_times_the_sgan_and_rbm_steps(tmp_path):
   assert results[1]["params"] == 256 * 8 + 256 + 8
 
 
+@pytest.mark.slow
 def test_input_pipeline_timing_reads_real_batches():
   r = pipeline.bench_input_pipeline(None, batch_size=20, seconds=0.5)
   assert r["input_pipeline"] == "tf.data" and r["batch_size"] == 20
@@ -179,6 +181,7 @@ def test_conv_formulations_match_lax_values_and_gradients(impl, shape, features,
                       _values_and_grads(conv("lax").apply, params, x))
 
 
+@pytest.mark.slow
 def test_conv_transpose_4x4_gradients_match_flax_conv_transpose():
   x = jax.random.normal(jax.random.key(1), (2, 5, 7, 3))
   ref = nn.ConvTranspose(6, (4, 4), (2, 2), padding="SAME")
@@ -188,6 +191,7 @@ def test_conv_transpose_4x4_gradients_match_flax_conv_transpose():
                       _values_and_grads(ref.apply, params, x))
 
 
+@pytest.mark.slow
 def test_sgan_cpu_layers_compute_the_plain_layers(monkeypatch):
   # 64 features at 32x32 reach every CPU path: shift_add (7x7, 64 -> 1), the custom
   # transposed-convolution gradients, lax_matmul_grad (D's first conv) and strided im2col.
