@@ -31,3 +31,17 @@ def offline(monkeypatch):
     raise AssertionError("network access attempted")
   monkeypatch.setattr(socket, "create_connection", refuse)
   monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(scope="session")
+def finished_cnn_run(tmp_path_factory) -> str:
+  """A 1-epoch luna_cnn smoke run's workdir, trained once per session (restore, saliency)."""
+  import os as _os
+  from experiments import _runner, luna_cnn
+  workdir = str(tmp_path_factory.mktemp("luna_cnn_smoke"))
+  config = luna_cnn.get_config()
+  config.smoke = True
+  config.num_epochs = 1
+  _runner.run(config, workdir)
+  assert _os.path.exists(_os.path.join(workdir, "results.json"))
+  return workdir

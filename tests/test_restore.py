@@ -13,21 +13,9 @@ from medjax.eval.restore import load_config, restore
 pytestmark = pytest.mark.slow  # an end-to-end training run
 
 
-def _finished_cnn_run(tmp_path_factory) -> str:
-  """A 1-epoch luna_cnn smoke run, trained once per session (test_saliency uses the same)."""
-  workdir = str(tmp_path_factory.getbasetemp() / "luna_cnn_smoke")
-  if not os.path.exists(os.path.join(workdir, "results.json")):
-    from experiments import _runner, luna_cnn
-    config = luna_cnn.get_config()
-    config.smoke = True
-    config.num_epochs = 1
-    _runner.run(config, workdir)
-  return workdir
-
-
-@pytest.fixture(scope="module")
-def cnn_run(tmp_path_factory):
-  return _finished_cnn_run(tmp_path_factory)
+@pytest.fixture
+def cnn_run(finished_cnn_run):
+  return finished_cnn_run
 
 
 def test_restore_reproduces_the_run_predictions(cnn_run):

@@ -169,21 +169,9 @@ def test_saliency_figure(tmp_path):
   assert os.path.getsize(path) > 10_000
 
 
-def _finished_cnn_run(tmp_path_factory) -> str:
-  """A 1-epoch luna_cnn smoke run, trained once per session (test_restore uses the same)."""
-  workdir = str(tmp_path_factory.getbasetemp() / "luna_cnn_smoke")
-  if not os.path.exists(os.path.join(workdir, "results.json")):
-    from experiments import _runner, luna_cnn
-    config = luna_cnn.get_config()
-    config.smoke = True
-    config.num_epochs = 1
-    _runner.run(config, workdir)
-  return workdir
-
-
 @pytest.mark.slow  # trains a model
-def test_run_saliency_draws_a_finished_run(tmp_path_factory, tmp_path):
-  workdir = _finished_cnn_run(tmp_path_factory)
+def test_run_saliency_draws_a_finished_run(finished_cnn_run, tmp_path):
+  workdir = finished_cnn_run
   out = str(tmp_path / "figure.png")
   assert saliency.run_saliency(workdir, per_kind=1, steps=4, out=out) == out
   assert os.path.getsize(out) > 10_000

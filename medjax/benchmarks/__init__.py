@@ -95,6 +95,16 @@ def no_arguments(argv: Sequence[str]) -> None:
     raise UserError(f"unexpected arguments: {list(argv[1:])} (flags are --name=value)")
 
 
+def parse_models(value, known: Sequence[str]) -> list[str]:
+  """`--models=a,b` checked against `known`; a UserError names the unknown ones."""
+  from medjax import cli
+  models = cli.parse_list(value, "models", str)
+  unknown = [m for m in models if m not in known]
+  if unknown:
+    raise UserError(f"--models: unknown {unknown}; known: {', '.join(known)}")
+  return models
+
+
 def time_windows(run_window: Callable[[], object], windows: int) -> list[float]:
   """Seconds of each of `windows` calls of `run_window` (which must wait for its results)."""
   times = []

@@ -209,10 +209,7 @@ def main(argv, fv=None) -> list[dict]:
   from medjax import cli
   fv = flags.FLAGS if fv is None else fv
   benchmarks.no_arguments(argv)
-  models = cli.parse_list(fv.models, "models", str)
-  unknown = [m for m in models if m not in MODELS]
-  if unknown:
-    raise UserError(f"--models: unknown {unknown}; known: {', '.join(MODELS)}")
+  models = benchmarks.parse_models(fv.models, MODELS)
   batch_sizes = cli.parse_list(fv.batch_sizes, "batch_sizes")
   image_sizes = cli.parse_list(fv.image_sizes, "image_sizes")
   seeds_list = cli.parse_list(fv.seeds, "seeds")

@@ -27,7 +27,6 @@ import statistics
 import time
 
 from medjax import benchmarks
-from medjax.errors import UserError
 
 MODELS = ("cnn", "resnet", "sgan", "rbm")
 LATENT_DIM, SGAN_FEATURES = 100, 128  # medjax's config.sgan defaults
@@ -297,14 +296,9 @@ def bench(name: str, batch: int, size: int, *, steps: int, windows: int, compile
 
 def main(argv, fv=None) -> list[dict]:
   from absl import flags
-
-  from medjax import cli
   fv = flags.FLAGS if fv is None else fv
   benchmarks.no_arguments(argv)
-  models = cli.parse_list(fv.models, "models", str)
-  unknown = [m for m in models if m not in MODELS]
-  if unknown:
-    raise UserError(f"--models: unknown {unknown}; known: {', '.join(MODELS)}")
+  models = benchmarks.parse_models(fv.models, MODELS)
   torch = _torch()
   if fv.threads:
     torch.set_num_threads(fv.threads)
