@@ -62,8 +62,16 @@ def fail(message: str) -> None:
 
 
 def run(main: Callable, argv=None) -> None:
-  """absl's `app.run(main)` with user errors reported as one line."""
-  from absl import app
+  """absl's `app.run(main)` with user errors reported as one line. Run from a console script
+  (whose `__main__` is a generated wrapper), `--help` still shows the docstring and the flags of
+  the module that defines `main`."""
+  from absl import app, flags
+  module = sys.modules.get(main.__module__)
+  main_module = sys.modules["__main__"]
+  if module is not None and module is not main_module:
+    if not main_module.__doc__:
+      main_module.__doc__ = module.__doc__
+    show_in_help(*(f.name for f in flags.FLAGS.get_flags_for_module(module.__name__)))
 
   def guarded(args):
     try:
@@ -73,6 +81,9 @@ def run(main: Callable, argv=None) -> None:
         raise
       fail(str(e))
 
+  args = sys.argv if argv is None else argv
+  if any(a in ("--help", "-h", "--helpshort", "-?") for a in args[1:]):
+    app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl's own --help exits 1
   app.run(guarded, argv=argv)
 
 
