@@ -14,7 +14,7 @@ from medjax import config as config_lib
 
 def get_config():
   config = config_lib.base_config("hip128_full", "resnet")
-  config.synthetic_num_epochs = 6  # ResNet-50 at 128px: ~1 min/epoch on 2 CPU cores
+  config.synthetic_num_epochs = 6  # ResNet-50 at 128px on 2 CPU cores: minutes per epoch
   return config
 
 

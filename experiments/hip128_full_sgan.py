@@ -14,7 +14,7 @@ from medjax import config as config_lib
 
 def get_config():
   config = config_lib.base_config("hip128_full", "sgan")
-  config.synthetic_num_epochs = 2  # GAN steps at 128px: ~2 min per epoch on 2 CPU cores
+  config.synthetic_num_epochs = 2  # GAN steps at 128px on 2 CPU cores: minutes per epoch
   return config
 
 

@@ -14,7 +14,7 @@ from medjax import config as config_lib
 
 def get_config():
   config = config_lib.base_config("hip256_full", "resnet")
-  config.synthetic_num_epochs = 2  # ResNet-50 at 256px: ~4 min/epoch on 2 CPU cores
+  config.synthetic_num_epochs = 2  # ResNet-50 at 256px on 2 CPU cores: minutes per epoch
   return config
 
 

@@ -102,7 +102,7 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data.workers = 0                # volume-reading processes (0: one per core, up to 8)
   c.data.cache = True               # keep prepared patches as .npz in the medjax cache dir
   # Hip X-ray folders (labels.csv or positive/ + negative/) and the embedded synthetic ones:
-  c.data.synthetic_n = 1000         # synthetic radiographs (balanced; generated once, ~1 min)
+  c.data.synthetic_n = 1000         # synthetic radiographs (balanced; generated once, then cached)
   c.data.pad = "border"             # pad to square keeping the aspect: "border" mean, "zero"
   c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
   c.data.max_test = config_dict.placeholder(int)

@@ -24,7 +24,7 @@ Padding = Sequence[tuple[int, int]]
 
 # Output maps with at most this many pixels use the im2col path on CPU.
 IM2COL_MAX_OUTPUT_PIXELS = 16
-# 1x1 convolutions as a plain matmul on CPU (ResNet-50 step, batch 20 / 50x50: 0.41 -> 0.33 s).
+# 1x1 convolutions as a plain matmul on CPU (faster ResNet-50 steps: medjax/benchmarks/RESULTS.md).
 ONE_BY_ONE_AS_MATMUL = True
 # On CPU, the kernel gradient of the remaining XLA convolutions as matmuls ("lax_matmul_grad"):
 # XLA:CPU's own is often 2x slower than the forward (ResNet-50's 3x3 convs on 16x16 maps) ...
@@ -153,9 +153,9 @@ def max_pool(x, window: int = 3, stride: int = 2, padding: Any = "SAME"):
   """Max pooling as elementwise maxima of strided slices, rows first, then columns.
 
   Same values as `nn.max_pool`; the gradient differs only at exact ties (split instead of
-  routed to one element). On XLA:CPU about 6x faster to differentiate than reduce_window, and
-  the separable form (3 + 3 slices, the second pass on a map already halved) is another 2x
-  faster than 9 slices of the full map (CNN train step, batch 20 at 256x256: 224 -> 144 ms).
+  routed to one element). On XLA:CPU much faster to differentiate than reduce_window, and the
+  separable form (3 + 3 slices, the second pass on a map already halved) is faster again than 9
+  slices of the full map (CNN train steps: medjax/benchmarks/RESULTS.md).
   """
   kernel, strides = (window, window), (stride, stride)
   (ph, pw) = _resolve_padding(x.shape, kernel, strides, padding)
