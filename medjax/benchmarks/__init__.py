@@ -115,8 +115,21 @@ def time_windows(run_window: Callable[[], object], windows: int) -> list[float]:
   return times
 
 
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo on Linux): hosts of one name can differ in it, and the
+  CPU figures with it."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or "unknown"
+
+
 def machine() -> dict:
   """What every result file records about the host."""
-  return {"python": platform.python_version(), "host": platform.machine(),
+  return {"python": platform.python_version(), "host": platform.machine(), "cpu": cpu_model(),
           "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
           "date": time.strftime("%Y-%m-%d %H:%M")}

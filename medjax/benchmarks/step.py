@@ -214,7 +214,8 @@ def main(argv, fv=None) -> list[dict]:
   image_sizes = cli.parse_list(fv.image_sizes, "image_sizes")
   seeds_list = cli.parse_list(fv.seeds, "seeds")
   env = environment()
-  print(f"# {env['device']} ({env['backend']} x{env['device_count']}), jax {env['jax']}, "
+  print(f"# {env['device']} ({env['backend']} x{env['device_count']}, {env['cpu']}, "
+        f"{env['cpu_count']} cores), jax {env['jax']}, "
         f"{fv.dtype}, mode={fv.mode}, load average {env['load_average'][0]:.1f}", flush=True)
   print(f"{'model':<8}{'batch':>6}{'size':>6}{'seeds':>6}{'compile s':>10}{'ms/step':>10}"
         f"{'min-max':>16}{'img/s':>11}{'GFLOP/img':>11}{'TFLOP/s':>9}{'peak MiB':>10}")

@@ -303,7 +303,7 @@ def main(argv, fv=None) -> list[dict]:
   if fv.threads:
     torch.set_num_threads(fv.threads)
   env = {"torch": torch.__version__, "threads": torch.get_num_threads(), **benchmarks.machine()}
-  print(f"# torch {env['torch']}, {env['threads']} threads, load average "
+  print(f"# torch {env['torch']}, {env['threads']} threads ({env['cpu']}), load average "
         f"{env['load_average'][0]:.1f}", flush=True)
   print(f"{'model':<8}{'batch':>6}{'size':>6}{'first s':>10}{'ms/step':>10}{'min-max':>16}"
         f"{'img/s':>11}{'params':>13}", flush=True)
