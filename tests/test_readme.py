@@ -34,3 +34,36 @@ def test_a_disagreeing_table_is_detected(tmp_path):
   path = tmp_path / "README.md"
   path.write_text(text[:start] + edited + text[end:])
   assert readme.stale_blocks(str(path)) == ["synthetic_cpu"]
+
+
+def _write_table(path, rows):
+  import csv
+  fields = ["cell", "data", "kind", "seeds", "seed_list", "epochs", "accuracy", "accuracy_std",
+            "auc", "sensitivity", "specificity", "majority", "train_minutes", "paper_accuracy"]
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fields)
+    writer.writeheader()
+    for row in rows:
+      writer.writerow({k: row.get(k, "") for k in fields})
+
+
+def test_paper_column_only_beside_real_data(tmp_path):
+  row = dict(cell="luna_cnn", kind="seeds", seeds=3, seed_list="0 1 2", epochs=100,
+             accuracy=0.9, accuracy_std=0.01, auc=0.95, sensitivity=0.7, specificity=0.96,
+             majority=0.83, train_minutes=9.0, paper_accuracy=0.925)
+  _write_table(tmp_path / "real.csv", [dict(row, data="real")])
+  _write_table(tmp_path / "synthetic.csv", [dict(row, data="synthetic")])
+  real = readme.results_table(str(tmp_path / "real.csv"))
+  synthetic = readme.results_table(str(tmp_path / "synthetic.csv"))
+  assert "paper %" in real and "| 92.5 |" in real
+  assert "paper %" not in synthetic and "92.5" not in synthetic
+  assert "| 90.0 ± 1.0 (3 seeds) |" in synthetic and "| 0 1 2 | 100 |" in synthetic
+
+
+def test_columns_an_older_runner_did_not_write_are_left_out(tmp_path):
+  _write_table(tmp_path / "old.csv", [dict(cell="luna_cnn", data="synthetic", seeds=1,
+                                           accuracy=0.918, accuracy_std=0.0, auc=0.947,
+                                           sensitivity=0.675, specificity=0.966)])
+  text = readme.results_table(str(tmp_path / "old.csv"))
+  assert "| cell | test accuracy % | AUC | sensitivity | specificity |" in text
+  assert "| `luna_cnn` | 91.8 (1 seed) | 0.947 | 0.675 | 0.966 |" in text
