@@ -144,10 +144,8 @@ class EventWriter:
 
 def confusion_matrix_image(cm, title: str = "") -> np.ndarray:
   """A 2x2 confusion matrix [[TN, FP], [FN, TP]] drawn as an [H, W, 3] uint8 image."""
-  from medjax.eval.plots import figure_to_array, plot_confusion_matrix, plt
-  fig, ax = plt.subplots(figsize=(3.6, 3.4), dpi=100)
-  plot_confusion_matrix(cm, ax, title)
-  fig.tight_layout()
+  from medjax.eval.plots import confusion_matrix_figure, figure_to_array, plt
+  fig = confusion_matrix_figure(cm, title, dpi=100)
   image = figure_to_array(fig)
   plt.close(fig)
   return image

@@ -53,11 +53,33 @@ def figures(monkeypatch):
     seen[os.path.basename(path)] = {
         "title": fig._suptitle.get_text() if fig._suptitle else "",
         "axes": [[l.get_label() for l in ax.get_lines()] for ax in fig.axes],
-        "texts": [t.get_text() for ax in fig.axes for t in ax.texts]}
+        "texts": [t.get_text() for ax in fig.axes for t in ax.texts],
+        "cut": cut_texts(fig)}
     save(fig, path)
 
   monkeypatch.setattr(plots, "save_figure", spy)
   return seen
+
+
+def cut_texts(fig) -> list[str]:
+  """Titles, axis labels and legend entries that reach beyond the figure's edges."""
+  fig.canvas.draw()
+  renderer = fig.canvas.get_renderer()
+  texts = [fig._suptitle] if fig._suptitle else []
+  for ax in fig.axes:
+    texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
+    if ax.get_legend():
+      texts += ax.get_legend().get_texts()
+  for legend in fig.legends:
+    texts += legend.get_texts()
+  box = fig.bbox
+  cut = []
+  for t in texts:
+    if t.get_visible() and t.get_text():
+      e = t.get_window_extent(renderer)
+      if e.x0 < box.x0 - 1 or e.x1 > box.x1 + 1 or e.y0 < box.y0 - 1 or e.y1 > box.y1 + 1:
+        cut.append(t.get_text())
+  return cut
 
 
 def assert_png(path):
@@ -100,6 +122,7 @@ def test_run_report_of_a_synthetic_smoke_run(tmp_path, figures):
   loss, accuracy, auc = figures["training_curves.png"]["axes"]
   assert {"train", "val"} <= set(accuracy) and "val" in auc
   assert "best: epoch 2" in " ".join(figures["training_curves.png"]["texts"])
+  assert all(f["cut"] == [] for f in figures.values()), figures
   roc_lines = figures["roc.png"]["axes"][0]
   assert "chance" in roc_lines
   # the AUC and its interval come from results.json when present, else a bootstrap
@@ -185,3 +208,16 @@ def test_sample_grid_shows_real_beside_generated(tmp_path, figures):
   grid = plots.tile(generated, (-1, 1))
   assert grid.shape == (2 * 9 + 1, 2 * 9 + 1, 1) and grid[1:9, 1:9].max() == 0
   assert plots.tile(real).shape == (2 * 9 + 1, 3 * 9 + 1, 1)  # 5 images: 3 columns, 2 rows
+
+
+@pytest.mark.parametrize("experiment", ["luna_cnn", "hip256_crop_resnet"])
+def test_confusion_matrix_title_and_marks_fit_the_figure(tmp_path, figures, experiment):
+  title = f"{experiment} seed 12: test, epoch 100"
+  plots.save_confusion_matrix([[402, 15], [28, 55]], str(tmp_path / "cm.png"), title,
+                              plots.data_marks(synthetic=True, smoke=True))
+  shown = figures["cm.png"]
+  assert shown["cut"] == [], shown
+  assert title in shown["title"].replace("\n", " ")
+  assert "SYNTHETIC DATA, SMOKE RUN" in shown["title"]
+  assert [t.split("\n") for t in shown["texts"]] == [["TN", "402"], ["FP", "15"], ["FN", "28"],
+                                                      ["TP", "55"]]

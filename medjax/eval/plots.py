@@ -49,8 +49,9 @@ def figure_to_array(fig) -> np.ndarray:
 
 
 def save_figure(fig, path: str) -> None:
-  """Writes `fig` to `path` and closes it."""
-  fig.savefig(path)
+  """Writes `fig` to `path` and closes it; the saved area grows to take in any title, label or
+  legend that reaches beyond the figure's edges."""
+  fig.savefig(path, bbox_inches="tight", pad_inches=0.1)
   plt.close(fig)
 
 
@@ -72,11 +73,19 @@ def plot_confusion_matrix(cm, ax, title: str = "") -> None:
     ax.set_title(title)
 
 
-def save_confusion_matrix(cm, path: str, title: str = "") -> None:
-  fig, ax = plt.subplots(figsize=(3.6, 3.4), dpi=120)
-  plot_confusion_matrix(cm, ax, title)
+def confusion_matrix_figure(cm, title: str = "", marks: Sequence[str] = (), dpi: int = 120):
+  """One confusion matrix; its title wrapped to the figure's width, the marks on their own line
+  (a figure this narrow would cut a long title)."""
+  fig, ax = plt.subplots(figsize=(3.6, 3.6), dpi=dpi)
+  plot_confusion_matrix(cm, ax)
+  if title or marks:
+    set_title(fig, title, marks, fontsize=10)
   fig.tight_layout()
-  save_figure(fig, path)
+  return fig
+
+
+def save_confusion_matrix(cm, path: str, title: str = "", marks: Sequence[str] = ()) -> None:
+  save_figure(confusion_matrix_figure(cm, title, marks), path)
 
 
 # --- training curves --------------------------------------------------------------------------

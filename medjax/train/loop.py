@@ -217,7 +217,7 @@ def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
   title = f"{config.experiment} seed {config.seed}"
   marks = plots.data_marks(dataset.synthetic, config.smoke)
   save_confusion_matrix(test["confusion_matrix"], os.path.join(workdir, "confusion_matrix.png"),
-                        plots.marked_title(f"{title}: test, epoch {checkpoint['epoch']}", marks))
+                        f"{title}: test, epoch {checkpoint['epoch']}", marks)
   meta = dataset.test.meta or {}
   if "seriesuid" in meta and "world" in meta:  # patches cut from CT volumes: LUNA16 scoring
     score_froc(workdir, dataset, meta, probs, title)
