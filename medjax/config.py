@@ -10,6 +10,9 @@ from medjax.errors import ConfigError
 DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 MODELS = ("cnn", "resnet", "dbn", "sgan")
 PAPER_EPOCHS = 100
+# The step schedule's defaults (a field changed from them without lr_schedule="step" is an error).
+LR_DECAY_EPOCHS = 30
+LR_DECAY_FACTOR = 0.1
 # Table 2 of Liu et al. (2021): test accuracy % per (dataset, model); no DBN at 256 px.
 PAPER_TABLE2 = {
     ("luna", "cnn"): 92.5, ("luna", "resnet"): 93.1, ("luna", "dbn"): 89.4,
@@ -55,9 +58,9 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.learning_rate = 1e-4
   # Learning-rate schedule (medjax.train.optim): "constant" (the paper), "cosine", "step".
   c.lr_schedule = "constant"
-  c.warmup_epochs = 0.0             # linear warm-up from 0 (cosine and step)
-  c.lr_decay_epochs = 30            # "step": multiply by lr_decay_factor every this many epochs
-  c.lr_decay_factor = 0.1
+  c.warmup_epochs = 0.0             # linear warm-up from 0 (before any schedule)
+  c.lr_decay_epochs = LR_DECAY_EPOCHS  # "step": multiply by lr_decay_factor every this many epochs
+  c.lr_decay_factor = LR_DECAY_FACTOR
   # Stop when the validation checkpoint metric has not improved for this many epochs (None: off,
   # the paper's fixed epochs).
   c.early_stopping_patience = config_dict.placeholder(int)
@@ -200,8 +203,15 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"`python -m experiments.{c.dataset}_{c.model}` instead")
   _check(c.lr_schedule in ("constant", "cosine", "step"),
          f"lr_schedule must be 'constant', 'cosine' or 'step', got {c.lr_schedule!r}")
-  _check(c.warmup_epochs >= 0 and c.lr_decay_epochs >= 1 and 0 < c.lr_decay_factor <= 1,
-         "warmup_epochs must be >= 0, lr_decay_epochs >= 1 and lr_decay_factor in (0, 1]")
+  _check(c.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {c.warmup_epochs}")
+  _check(c.lr_decay_epochs >= 1, f"lr_decay_epochs must be >= 1, got {c.lr_decay_epochs}")
+  _check(0 < c.lr_decay_factor <= 1,
+         f"lr_decay_factor must be in (0, 1], got {c.lr_decay_factor}")
+  # Fields of a schedule that is not selected would be ignored without a word.
+  decay = (c.lr_decay_epochs, c.lr_decay_factor) != (LR_DECAY_EPOCHS, LR_DECAY_FACTOR)
+  _check(not decay or c.lr_schedule == "step",
+         f"lr_decay_epochs / lr_decay_factor apply to lr_schedule 'step' only, got "
+         f"lr_schedule={c.lr_schedule!r}: add --config.lr_schedule=step")
   _check(c.early_stopping_patience is None or c.early_stopping_patience >= 1,
          f"early_stopping_patience must be >= 1 or None, got {c.early_stopping_patience}")
   _check(c.data.source in ("arrays", "tfdata"),
@@ -262,6 +272,9 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          "data.source='tfdata' feeds batches from the host: set device_resident=False")
   for name in ("num_epochs", "batch_size", "eval_batch_size", "log_every"):
     _check(c[name] >= 1, f"{name} must be >= 1, got {c[name]}")
+  _check(c.warmup_epochs < c.num_epochs,
+         f"warmup_epochs={c.warmup_epochs} must be below num_epochs={c.num_epochs}: the learning "
+         "rate would never reach learning_rate")
   _check(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
   c.lock()
   return c

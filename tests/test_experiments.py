@@ -9,7 +9,7 @@ import pytest
 
 from experiments import _runner, luna_cnn, luna_resnet
 from medjax import config as config_lib
-from medjax.errors import WorkdirError
+from medjax.errors import ConfigError, WorkdirError
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
 
@@ -154,6 +154,34 @@ def test_config_validation_messages():
   config.dataset = "mnist"
   with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
     config_lib.resolve(config)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(lr_decay_epochs=10), "apply to lr_schedule 'step' only, got lr_schedule='constant'"),
+    (dict(lr_schedule="cosine", lr_decay_factor=0.5), "apply to lr_schedule 'step' only"),
+    (dict(lr_schedule="cosine", warmup_epochs=200.0, num_epochs=6),
+     "warmup_epochs=200.0 must be below num_epochs=6"),
+    (dict(warmup_epochs=6.0, num_epochs=6), "warmup_epochs=6.0 must be below num_epochs=6"),
+    (dict(lr_schedule="step", warmup_epochs=-2.0), "warmup_epochs must be >= 0, got -2.0"),
+    (dict(lr_schedule="step", lr_decay_factor=0.0), "lr_decay_factor must be in (0, 1], got 0.0"),
+    (dict(lr_schedule="step", lr_decay_epochs=0), "lr_decay_epochs must be >= 1, got 0"),
+])
+def test_schedule_fields_that_would_be_ignored_or_never_reached_are_errors(fields, message):
+  config = luna_cnn.get_config()
+  config.update(fields)
+  with pytest.raises(ConfigError) as e:
+    config_lib.resolve(config)
+  assert message in str(e.value)
+
+
+def test_schedule_fields_of_the_selected_schedule_resolve():
+  config = luna_cnn.get_config()
+  config.update(dict(lr_schedule="step", warmup_epochs=1.0, lr_decay_epochs=5,
+                     lr_decay_factor=0.5, num_epochs=10))
+  assert config_lib.resolve(config).lr_decay_epochs == 5
+  config = luna_cnn.get_config()
+  config.update(dict(warmup_epochs=1.0, num_epochs=3))  # a warm-up before the constant rate
+  assert config_lib.resolve(config).lr_schedule == "constant"
 
 
 def test_num_epochs_defaults_to_paper_on_real_data_and_short_on_synthetic():
