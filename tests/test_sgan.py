@@ -192,6 +192,9 @@ def test_smoke_run_writes_results_and_sample_grids(tmp_path):
   assert tn + fp + fn + tp == on_disk["n_test"]
   assert test["accuracy"] == pytest.approx((tn + tp) / on_disk["n_test"])
   assert on_disk["num_labelled"] == on_disk["n_train"]
+  generator = on_disk["generator"]
+  assert set(generator) == {"sample_spread", "real_spread", "collapsed"}
+  assert generator["real_spread"] > 0 and generator["sample_spread"] >= 0
   grid = Image.open(os.path.join(workdir, "samples", "epoch_001.png"))
   assert grid.size[0] > grid.size[1] >= 3 * 50  # real and generated panels side by side
   record = json.loads(open(os.path.join(workdir, "metrics.jsonl")).read())
@@ -200,6 +203,7 @@ def test_smoke_run_writes_results_and_sample_grids(tmp_path):
   # A finished run is not trained again: re-running restores it and gives the same result.
   again = _runner.run(config, workdir)
   assert again["test"] == results["test"]
+  assert again["generator"] == results["generator"]  # re-testing keeps the generator's check
   assert len(open(os.path.join(workdir, "metrics.jsonl")).read().splitlines()) == 1
 
 
@@ -211,3 +215,19 @@ def test_one_sided_label_smoothing_targets_real_images_at_one_minus_smoothing():
   # cross-entropy against the target 0.9 for "real"
   expected = -(0.9 * jnp.log(d) + 0.1 * jnp.log(1 - d)).mean()
   np.testing.assert_allclose(sgan.real_loss(logits, 0.1), expected, rtol=1e-5)
+
+
+def test_generator_check_flags_collapsed_samples_and_not_varied_ones():
+  rng = np.random.default_rng(0)
+  real = rng.integers(0, 256, (64, 50, 50, 1)).astype(np.uint8)  # uint8, like patch folders
+  white = np.ones((64, 50, 50, 1), np.float32)  # all samples saturated at the tanh maximum
+  almost = white - rng.uniform(0, 0.02, white.shape).astype(np.float32)
+  varied = rng.uniform(-1, 1, (64, 50, 50, 1)).astype(np.float32)
+  check = sgan.generator_check(white, real)
+  assert check["collapsed"] and check["sample_spread"] == 0.0
+  assert check["real_spread"] == pytest.approx(np.std(real / 255.0, axis=0).mean(), rel=1e-4)
+  assert sgan.generator_check(almost, real)["collapsed"]
+  assert not sgan.generator_check(varied, real)["collapsed"]
+  # the spread is on a [0, 1] scale whatever the range: tanh samples in [-1, 1] are halved
+  assert sgan.sample_spread(varied, (-1.0, 1.0)) == pytest.approx(
+      sgan.sample_spread((varied + 1) / 2, (0.0, 1.0)), rel=1e-5)

@@ -302,16 +302,20 @@ def save_reliability(path: str, curves: Sequence[Mapping[str, Any]], *, title: s
 
 # --- GAN samples ------------------------------------------------------------------------------
 
+def unit_range(images, value_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+  """[N, ...] images, uint8 or float in `value_range`, as float32 in [0, 1]."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images.astype(np.float32) / 255.0
+  low, high = value_range
+  return np.clip((images.astype(np.float32) - low) / (high - low), 0, 1)
+
+
 def tile(images, value_range: tuple[float, float] = (0.0, 1.0), columns: int | None = None,
          pad: int = 1) -> np.ndarray:
   """[N, H, W(, C)] images, uint8 or float in `value_range`, as one float [0, 1] mosaic
   [rows * H, columns * W, C] with white padding (square by default)."""
-  images = np.asarray(images)
-  if images.dtype == np.uint8:
-    images = images.astype(np.float32) / 255.0
-  else:
-    low, high = value_range
-    images = np.clip((images.astype(np.float32) - low) / (high - low), 0, 1)
+  images = unit_range(images, value_range)
   if images.ndim == 3:
     images = images[..., None]
   if images.shape[-1] not in (1, 3):

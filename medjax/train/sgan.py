@@ -177,6 +177,27 @@ def generate(state: SGANState, z, *, generator):
   return generator.apply({"params": state.g_params}, z)
 
 
+# The generator counts as collapsed when its samples vary across images by less than this
+# fraction of the real images' variation: the discriminator then rejects them all and the
+# unsupervised half of the loss teaches it nothing (the classifier trains as a supervised one).
+COLLAPSE_FRACTION = 0.1
+
+
+def sample_spread(images, value_range: tuple[float, float]) -> float:
+  """How much images differ from one another: the standard deviation across the images, per
+  pixel, averaged over pixels, on a [0, 1] intensity scale."""
+  return float(plots.unit_range(images, value_range).std(axis=0).mean())
+
+
+def generator_check(fake, real) -> dict[str, Any]:
+  """`results.json`'s "generator" block: the spread of G's samples (tanh range) against that of
+  real images ([0, 1] or uint8), and whether G has collapsed."""
+  fake_spread, real_spread = sample_spread(fake, (-1.0, 1.0)), sample_spread(real, (0.0, 1.0))
+  collapsed = fake_spread < COLLAPSE_FRACTION * real_spread
+  return {"sample_spread": round(fake_spread, 5), "real_spread": round(real_spread, 5),
+          "collapsed": bool(collapsed)}
+
+
 def labelled_indices(labels: np.ndarray, num_labelled: int | None, seed: int) -> np.ndarray:
   """Indices of the labelled subset: all, or `num_labelled` stratified by class (seeded)."""
   n = len(labels)
@@ -259,11 +280,22 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
       os.makedirs(samples_dir, exist_ok=True)
     real = dataset.train.images[:s.sample_grid ** 2]
     member = driver.Member(config, run, events=loop.open_events(run))
+    warned = []
 
     def on_epoch_end(epoch, state):
       if not (epoch == 1 or epoch % s.sample_every == 0 or epoch == config.num_epochs):
         return
       fake = np.asarray(sample_fn(state, sample_z))
+      check = generator_check(fake, real)
+      if check["collapsed"] and not warned:
+        warned.append(epoch)
+        log.warning(
+            "the generator has collapsed after epoch %d: its samples differ by %.4f (real "
+            "images: %.4f), so the discriminator rejects them all and the SGAN trains as a "
+            "supervised classifier; see %s. Try --config.sgan.feature_matching=True, a lower "
+            "--config.sgan.d_learning_rate or --config.sgan.label_smoothing=0.1", epoch,
+            check["sample_spread"], check["real_spread"], samples_dir)
+      member.events.scalars(epoch, {"generator_sample_spread": check["sample_spread"]})
       if run.writer:
         plots.save_sample_grid(
             os.path.join(samples_dir, f"epoch_{epoch:03d}.png"), fake, real,
@@ -286,6 +318,8 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
           member, state, dataset, eval_fn,
           extra={"learning_rate": s.d_learning_rate, "g_learning_rate": s.g_learning_rate,
                  "num_labelled": len(labelled), "feature_matching": bool(s.feature_matching),
-                 "samples": "samples"})
+                 "samples": "samples",
+                 # G as training left it (also when a finished run is only re-tested)
+                 "generator": generator_check(np.asarray(sample_fn(state, sample_z)), real)})
     finally:
       member.events.close()
