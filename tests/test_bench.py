@@ -52,6 +52,7 @@ def test_step_benchmark_writes_json(tmp_path, mode, seeds, models):
       "--scan-steps=4", f"--mode={mode}", f"--seeds={seeds}", f"--out={out}"])
   data = json.loads(out.read_text())
   assert data["results"] == results
+  assert data["environment"]["cpu"] and data["flags"]["mode"] == mode
   assert [r["model"] for r in results] == models.split(",")
   for r in results:
     assert r["mode"] == mode and r["seeds"] == (1 if r["model"] == "sgan" else int(seeds))
@@ -142,6 +143,9 @@ def test_torch_reference_times_the_sgan_and_rbm_steps(tmp_path):
   assert [r["model"] for r in results] == ["sgan", "rbm"]
   assert all(r["ms_per_step"] > 0 for r in results)
   assert results[1]["params"] == 256 * 8 + 256 + 8
+  data = json.loads((tmp_path / "t.json").read_text())
+  assert data["results"] == results and data["flags"]["models"] == ["sgan", "rbm"]
+  assert data["environment"]["cpu"] and data["environment"]["threads"] >= 1
 
 
 @pytest.mark.slow

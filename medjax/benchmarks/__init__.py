@@ -90,6 +90,16 @@ def flag_dict(define_flags: Callable, fv) -> dict:
   return {name: fv[name].value for name in names.flag_values_dict()}
 
 
+def write_results(path: str | None, env: dict, define_flags: Callable, fv, results) -> None:
+  """With `--out=PATH`: the environment, the flags and the result rows as JSON at PATH."""
+  if not path:
+    return
+  import json
+  with open(path, "w") as f:
+    json.dump({"environment": env, "flags": flag_dict(define_flags, fv), "results": results}, f,
+              indent=2)
+
+
 def no_arguments(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {list(argv[1:])} (flags are --name=value)")

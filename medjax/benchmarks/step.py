@@ -20,7 +20,6 @@ step (`medjax.train.sgan.train_step`) takes a labelled and an unlabelled batch o
 from __future__ import annotations
 
 import functools
-import json
 import os
 import statistics
 import time
@@ -237,10 +236,7 @@ def main(argv, fv=None) -> list[dict]:
     r = pipeline.bench_input_pipeline(fv.data_dir, batch_sizes[0])
     results.append(r)
     print(pipeline.report(r), flush=True)
-  if fv.out:
-    with open(fv.out, "w") as f:
-      json.dump({"environment": env, "flags": benchmarks.flag_dict(define_flags, fv),
-                 "results": results}, f, indent=2)
+  benchmarks.write_results(fv.out, env, define_flags, fv, results)
   return results
 
 

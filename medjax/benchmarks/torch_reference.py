@@ -21,7 +21,6 @@ step (`--noaugment` turns that off there); this reference does not.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
@@ -316,10 +315,7 @@ def main(argv, fv=None) -> list[dict]:
     print(f"{name:<8}{r['batch_size']:>6}{r['image_size']:>6}{r['first_step_seconds']:>10.1f}"
           f"{r['ms_per_step']:>10.2f}{spread:>16}{r['images_per_second']:>11,.0f}"
           f"{r['params']:>13,}", flush=True)
-  if fv.out:
-    with open(fv.out, "w") as f:
-      json.dump({"environment": env, "flags": benchmarks.flag_dict(define_flags, fv),
-                 "results": results}, f, indent=2)
+  benchmarks.write_results(fv.out, env, define_flags, fv, results)
   return results
 
 
