@@ -185,6 +185,9 @@ def sgan_defaults() -> ml_collections.ConfigDict:
   c.unsupervised_weight = 1.0   # weight of the real/fake loss against the classification loss
   c.feature_matching = False    # G matches mean trunk features instead of fooling D
   c.label_smoothing = 0.0       # one-sided: D's target for real images is 1 - this (0.1 common)
+  # Which images of the real/fake game get config.augment (the labelled batch always does):
+  # "both" (DiffAugment: real and generated alike), "real" (medjax before 2026-12), "none".
+  c.gan_augment = "both"
   c.dropout_rate = 0.4
   c.features = 128              # channels of every G and D convolution (the paper's 128)
   c.sample_every = 5            # epochs between sample grids (also after the first and last)
@@ -244,6 +247,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     s = c.sgan
     _check(0 <= s.label_smoothing < 0.5, f"sgan.label_smoothing must be in [0, 0.5), got "
            f"{s.label_smoothing}")
+    _check(s.gan_augment in ("both", "real", "none"),
+           f"sgan.gan_augment must be 'both', 'real' or 'none', got {s.gan_augment!r}")
     _check(0 <= s.dropout_rate < 1, f"sgan.dropout_rate must be in [0, 1), got {s.dropout_rate}")
     _check(s.unsupervised_weight >= 0, f"sgan.unsupervised_weight must be >= 0, got "
            f"{s.unsupervised_weight}")

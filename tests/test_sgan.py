@@ -231,3 +231,33 @@ def test_generator_check_flags_collapsed_samples_and_not_varied_ones():
   # the spread is on a [0, 1] scale whatever the range: tanh samples in [-1, 1] are halved
   assert sgan.sample_spread(varied, (-1.0, 1.0)) == pytest.approx(
       sgan.sample_spread((varied + 1) / 2, (0.0, 1.0)), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_gan_augment_chooses_which_images_of_the_real_fake_game_are_augmented():
+  config = config_lib.sgan_defaults()
+  gen, disc = GeneratorTiny(image_shape=(16, 16, 1)), DiscriminatorTiny(dropout_rate=0.2)
+  g_tx, d_tx = sgan.create_optimizers(config)
+  state = sgan.create_state(gen, disc, g_tx, d_tx, jax.random.key(0), (16, 16, 1), 8)
+  images, labels = _learnable_batch(8)
+  # Constant labelled images: every dihedral transform and edge-padded shift leaves them as they
+  # are, so only the real/fake game can see the augmentation.
+  batch = {"image": np.full_like(images, 90), "label": labels, "unlabelled": images}
+  augment = {"dihedral": True, "max_shift": 2}
+
+  def step(**kw):
+    new, metrics = jax.jit(functools.partial(
+        sgan.train_step, generator=gen, discriminator=disc, g_tx=g_tx, d_tx=d_tx,
+        latent_dim=8, **kw))(state, batch, jax.random.key(1))
+    return jax.tree.map(np.asarray, (new.d_params, new.g_params)), metrics
+
+  plain, _ = step(augment=None)
+  none, _ = step(augment=augment, gan_augment="none")
+  real, _ = step(augment=augment, gan_augment="real")
+  both, metrics = step(augment=augment, gan_augment="both")
+  same = lambda a, b: all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+  assert same(none, plain)                      # "none": the game sees plain images
+  assert not same(real, plain)                  # "real": D sees augmented real images
+  assert not same(both[0], real[0])            # "both": D sees augmented fakes too
+  assert not same(both[1], real[1])             # and G's loss goes through the transforms
+  assert all(np.isfinite(float(v)) for v in metrics.values())
