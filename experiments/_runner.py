@@ -16,7 +16,7 @@ from medjax import cli, platform, rundir
 from medjax import config as config_lib
 from medjax.errors import ConfigError
 from medjax.data import load_dataset
-from medjax.train.loop import results_table
+from medjax.train.results import results_table
 from medjax.train.seeds import config_for_seed, train_seeds
 
 log = logging.getLogger("medjax")

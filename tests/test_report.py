@@ -15,7 +15,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def make_run(workdir, *, seed=0, experiment="luna_cnn", synthetic=True, smoke=True,
              epochs=3, best=2, sgan=False, finished=True):
-  """A tiny fake workdir in the format medjax.train.loop writes."""
+  """A tiny fake workdir in the format medjax.train.results writes."""
   os.makedirs(workdir, exist_ok=True)
   rng = np.random.default_rng(seed)
   with open(os.path.join(workdir, "config.json"), "w") as f:

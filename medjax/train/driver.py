@@ -31,6 +31,7 @@ from medjax.errors import UserError, WorkdirError
 from medjax.eval import metrics as metrics_lib
 from medjax.rundir import RunDir, disk_full
 from medjax.train.checkpoint import Checkpoints
+from medjax.train.results import predict, restore_for_test, val_metrics, write_results
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,6 @@ class Progress:
 def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset, *,
         predict_fn=None) -> Any:
   """Trains from `start_epoch` to num_epochs (or early stopping); returns the last state."""
-  from medjax.train.loop import predict, val_metrics
   config = members[0].config
   n = len(members)
   steps = task.source.steps_per_epoch
@@ -321,7 +321,6 @@ def _log_epoch(task: Task, config, epoch: int, records: list[dict], t_train: flo
 
 def finish_member(member: Member, state, dataset, eval_fn, *, extra=None) -> dict[str, Any]:
   """Tests the chosen checkpoint of one member and writes its results (closes checkpoints)."""
-  from medjax.train.loop import predict, restore_for_test, write_results
   config = member.config
   state, checkpoint = restore_for_test(config, dataset, member.ckpts, state)
   probs = predict(eval_fn, state, dataset.test, config.eval_batch_size)
