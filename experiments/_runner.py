@@ -16,27 +16,11 @@ from medjax import cli, platform, rundir
 from medjax import config as config_lib
 from medjax.errors import ConfigError
 from medjax.data import load_dataset
+from medjax.train.registry import model_spec
 from medjax.train.results import results_table
 from medjax.train.seeds import config_for_seed, train_seeds
 
 log = logging.getLogger("medjax")
-
-# model -> "module:function" with signature (config, workdir, dataset, *, overwrite) -> results.
-# Imported lazily, so a model's dependencies load only when it runs.
-TRAINERS = {
-    "cnn": "medjax.train.loop:train_and_evaluate",
-    "resnet": "medjax.train.loop:train_and_evaluate",
-    "dbn": "medjax.train.dbn:train_and_evaluate",
-    "sgan": "medjax.train.sgan:train_and_evaluate",
-}
-
-
-def trainer_for(model: str):
-  if model not in TRAINERS:
-    raise ValueError(f"no trainer for model {model!r}; known: {sorted(TRAINERS)}")
-  module, function = TRAINERS[model].split(":")
-  return getattr(importlib.import_module(module), function)
-
 
 setup_logging = cli.setup_logging
 
@@ -83,13 +67,6 @@ def check_run(config, dataset) -> None:
                   "or --config.eval_checkpoint=last", pos, neg)
 
 
-def learning_rate_text(config) -> str:
-  if config.model == "sgan":
-    s = config.sgan
-    return f"lr D {s.d_learning_rate:g} / G {s.g_learning_rate:g}"
-  return f"lr {config.learning_rate:g} ({config.lr_schedule})"
-
-
 def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   """Resolves `config`, loads its data, trains, evaluates; returns results.json's content."""
   config = config_lib.resolve(config)
@@ -97,29 +74,28 @@ def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   with rundir.locked(workdir):  # a second process on this workdir stops here, in seconds
     dataset = load_dataset(config.dataset, config.data, config.data.seed)
     check_run(config, dataset)
+    spec = model_spec(config.model)
     log.info("%s: workdir %s, %d epochs, batch %d, %s, %s on %s", config.experiment, workdir,
-             config.num_epochs, config.batch_size, learning_rate_text(config), config.dtype,
+             config.num_epochs, config.batch_size, spec.learning_rates(config), config.dtype,
              jax.devices()[0].device_kind)
-    return trainer_for(config.model)(config, workdir, dataset, overwrite=overwrite)
-
-
-STACKABLE = ("cnn", "resnet")  # models whose seeds can train together in one vmapped step
+    return spec.train(config, workdir, dataset, overwrite=overwrite)
 
 
 def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
               stack: bool | None = None) -> list[dict]:
   """Trains `config` once per seed into its workdir; returns the results in seed order.
 
-  With `stack` (None: `platform.stack_seeds_default()`, i.e. on GPU/TPU), CNN and ResNet seeds train
-  together in one vmapped step (`medjax.train.seeds`); otherwise, and for the DBN and SGAN,
-  whose training has phases of its own, one seed after another. Every seed uses the data split
-  of `config.data.seed` (default: the first seed).
+  With `stack` (None: `platform.stack_seeds_default()`, i.e. on GPU/TPU), the seeds of a
+  stackable model (CNN, ResNet) train together in one vmapped step (`medjax.train.seeds`);
+  otherwise, and for the DBN and SGAN, whose training has phases of its own, one seed after
+  another. Every seed uses the data split of `config.data.seed` (default: the first seed).
   """
   seeds = [int(s) for s in seeds]
   config = config_lib.resolve(_with_data_seed(config, seeds[0]))
   if stack is None:
     stack = platform.stack_seeds_default()
-  if len(seeds) == 1 or config.model not in STACKABLE or not stack:
+  spec = model_spec(config.model)
+  if len(seeds) == 1 or not spec.stackable or not stack:
     return [run(config_for_seed(config, s), w, overwrite=overwrite)
             for s, w in zip(seeds, workdirs)]
   with rundir.locked(*workdirs):
@@ -127,7 +103,7 @@ def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
     check_run(config, dataset)
     log.info("%s: seeds %s stacked, workdirs %s, %d epochs, batch %d, %s, %s on %s",
              config.experiment, seeds, ", ".join(workdirs), config.num_epochs,
-             config.batch_size, learning_rate_text(config), config.dtype,
+             config.batch_size, spec.learning_rates(config), config.dtype,
              jax.devices()[0].device_kind)
     return train_seeds(config, seeds, workdirs, dataset, overwrite=overwrite)
 

@@ -11,7 +11,7 @@ import pytest
 from experiments import _runner, luna_cnn
 from medjax import config as config_lib
 from medjax.data import load_dataset
-from medjax.train import loop
+from medjax.train.registry import model_spec
 from medjax.train.seeds import config_for_seed, train_seeds
 
 
@@ -51,7 +51,7 @@ def single_runs(tmp_path_factory):
   for seed in (0, 1):
     workdir = str(root / f"seed{seed}")
     c = config_for_seed(config, seed)
-    out[seed] = (loop.train_and_evaluate(c, workdir, dataset), workdir)
+    out[seed] = (model_spec(c.model).train(c, workdir, dataset), workdir)
   return dataset, out
 
 
@@ -100,7 +100,7 @@ def test_bad_requests_are_refused(tmp_path):
     train_seeds(config, [0, 0], [str(tmp_path / "a"), str(tmp_path / "b")], None)
   dbn = config_lib.base_config("luna", "dbn")
   dbn.smoke = True
-  with pytest.raises(ValueError, match="not 'dbn'"):
+  with pytest.raises(ValueError, match="seeds of 'dbn' cannot train in one vmapped step"):
     train_seeds(config_lib.resolve(dbn), [0, 1], [str(tmp_path / "a"), str(tmp_path / "b")],
                 None)
 

@@ -43,6 +43,11 @@ def layer_sizes(config) -> tuple[tuple[int, ...], int]:
   return tuple(config.dbn.hidden), config.dbn.pretrain_epochs
 
 
+def create_classifier(config) -> DBN:
+  """The DBN classifier of `config`: `layer_sizes`' hidden layers, a softmax layer on top."""
+  return DBN(num_classes=2, hidden=layer_sizes(config)[0], dtype=DTYPES[config.dtype])
+
+
 def flat_pixels(images) -> np.ndarray:
   """[N, H, W, C] uint8 (0..255) or float in [0, 1] -> float32 [N, H*W*C] in [0, 1]."""
   x = np.asarray(images).reshape(len(images), -1)
@@ -175,8 +180,7 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
   """Pretrains (or reuses) the RBM stack, fine-tunes the DBN, writes results.json."""
   with RunDir.open(config, workdir, dataset, overwrite=overwrite) as run:
     stack, shift, scale, summary = pretrain(config, run, dataset)
-    hidden, _ = layer_sizes(config)
-    model = DBN(num_classes=2, hidden=hidden, dtype=DTYPES[config.dtype])
+    model = create_classifier(config)
     init_rng, _ = seed_rngs(config.seed)
     params, _ = init_variables(model, init_rng, dataset.image_shape)
     params = dbn_params_from_stack(stack, params, shift=shift, scale=scale)

@@ -20,7 +20,6 @@ import jax
 import jax.numpy as jnp
 
 from medjax.data import Dataset, Split
-from medjax.models import create_model
 from medjax.rundir import RunDir
 from medjax.tensorboard import EventWriter
 from medjax.train import driver, optim, parallel, supervised
@@ -38,10 +37,10 @@ def augment_config(config) -> dict[str, Any] | None:
   return {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
 
 
-def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False,
-                       model=None, initial_params=None,
+def train_and_evaluate(config, workdir: str, dataset: Dataset, *, model,
+                       overwrite: bool = False, initial_params=None,
                        extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
-  """Supervised training of `model` (default: `create_model(config.model, ...)`).
+  """Supervised training of the classifier `model` (the model table's, `medjax.train.registry`).
 
   `initial_params` replaces the random initial params (e.g. a pretrained DBN stack);
   `extra_results` are added to results.json (e.g. the DBN's pretraining summary).
@@ -51,13 +50,10 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
                             extra_results=extra_results)
 
 
-def train_supervised(config, run: RunDir, dataset: Dataset, *, model=None, initial_params=None,
+def train_supervised(config, run: RunDir, dataset: Dataset, *, model, initial_params=None,
                      extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
   """`train_and_evaluate` in an open run directory."""
   log.info("data: %s", dataset.summary())
-  if model is None:
-    model = create_model(config.model, size=config.model_size, num_classes=2,
-                         dtype=config.dtype)
   tx, schedule = optim.adam(config, len(dataset.train) // config.batch_size)
   init_rng, train_rng = seed_rngs(config.seed)
   state = create_train_state(model, tx, init_rng, dataset.image_shape)

@@ -25,9 +25,9 @@ import jax
 
 from medjax.data import Dataset
 from medjax.errors import WorkdirError
-from medjax.models import create_model
 from medjax.rundir import RunDir
 from medjax.train import driver, ensemble, loop, optim, supervised
+from medjax.train.registry import model_spec
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +41,17 @@ def config_for_seed(config, seed: int):
 
 def train_seeds(config, seeds: Sequence[int], workdirs: Sequence[str], dataset: Dataset, *,
                 overwrite: bool = False) -> list[dict[str, Any]]:
-  """Trains `config`'s CNN or ResNet once per seed, all in one vmapped step; returns each seed's
-  results.json content. Seeds whose checkpoints are at different epochs (a run killed between
-  two seeds' saves) are resumed one by one instead."""
+  """Trains `config`'s model (a stackable one: CNN or ResNet) once per seed, all in one vmapped
+  step; returns each seed's results.json content. Seeds whose checkpoints are at different
+  epochs (a run killed between two seeds' saves) are resumed one by one instead."""
   seeds = [int(s) for s in seeds]
   if len(seeds) != len(workdirs) or len(set(seeds)) != len(seeds):
     raise ValueError(f"need one workdir per distinct seed, got seeds {seeds} and "
                      f"{len(workdirs)} workdirs")
-  if config.model not in ("cnn", "resnet"):
-    raise ValueError(f"stacked seeds train the supervised models (cnn, resnet), not "
-                     f"{config.model!r}: run its seeds one by one")
+  spec = model_spec(config.model)
+  if not spec.stackable:
+    raise ValueError(f"the seeds of {config.model!r} cannot train in one vmapped step (its "
+                     "training has phases of its own): run its seeds one by one")
   if jax.process_count() > 1:
     raise ValueError("stacked seeds run in one process; use one process per seed group")
   configs = [config_for_seed(config, s) for s in seeds]
@@ -58,8 +59,7 @@ def train_seeds(config, seeds: Sequence[int], workdirs: Sequence[str], dataset: 
     runs = [stack.enter_context(RunDir.open(c, w, dataset, overwrite=overwrite))
             for c, w in zip(configs, workdirs)]
     log.info("data: %s", dataset.summary())
-    model = create_model(config.model, size=config.model_size, num_classes=2,
-                         dtype=config.dtype)
+    model = spec.classifier(config, dataset.image_shape)
     tx, schedule = optim.adam(config, len(dataset.train) // config.batch_size)
     state = ensemble.create_train_states(model, tx, seeds, dataset.image_shape)
     members = [driver.Member(c, r, events=loop.open_events(r)) for c, r in zip(configs, runs)]
@@ -72,7 +72,7 @@ def train_seeds(config, seeds: Sequence[int], workdirs: Sequence[str], dataset: 
         raise
       log.warning("seeds %s %s", seeds, e)
       stack.close()
-      return [loop.train_and_evaluate(c, w, dataset) for c, w in zip(configs, workdirs)]
+      return [spec.train(c, w, dataset) for c, w in zip(configs, workdirs)]
     log.info("model: %s (%s, %s), %d seeds %s in one vmapped step", config.model,
              config.model_size, config.dtype, len(seeds), seeds)
     step = ensemble.stacked_step(functools.partial(
