@@ -16,6 +16,7 @@ from medjax import cli, platform, rundir
 from medjax import config as config_lib
 from medjax.errors import ConfigError
 from medjax.data import load_dataset
+from medjax.data.base import with_labelled_subset
 from medjax.train.registry import model_spec
 from medjax.train.results import results_table
 from medjax.train.seeds import config_for_seed, train_seeds
@@ -72,7 +73,10 @@ def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   config = config_lib.resolve(config)
   workdir = workdir or default_workdir(config)
   with rundir.locked(workdir):  # a second process on this workdir stops here, in seconds
-    dataset = load_dataset(config.dataset, config.data, config.data.seed)
+    # The labelled subset depends on the run's seed: seed k labels the same examples for every
+    # model, and the seeds of a cell differ in which examples they label.
+    dataset = with_labelled_subset(load_dataset(config.dataset, config.data, config.data.seed),
+                                   config.data.num_labelled, config.seed)
     check_run(config, dataset)
     spec = model_spec(config.model)
     log.info("%s: workdir %s, %d epochs, batch %d, %s, %s on %s", config.experiment, workdir,
@@ -95,7 +99,8 @@ def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
   if stack is None:
     stack = platform.stack_seeds_default()
   spec = model_spec(config.model)
-  if len(seeds) == 1 or not spec.stackable or not stack:
+  if (len(seeds) == 1 or not spec.stackable or not stack
+      or config.data.num_labelled is not None):  # each seed labels its own subset
     return [run(config_for_seed(config, s), w, overwrite=overwrite)
             for s, w in zip(seeds, workdirs)]
   with rundir.locked(*workdirs):

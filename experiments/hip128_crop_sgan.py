@@ -1,7 +1,7 @@
 """The paper's semi-supervised GAN on hip X-rays, 128x128, cropped to the hip joint and femoral head.
 
     python -m experiments.hip128_crop_sgan                    # embedded synthetic radiographs
-    python -m experiments.hip128_crop_sgan --config.data.dir=/path/to/hip_xray --config.sgan.num_labelled=100
+    python -m experiments.hip128_crop_sgan --config.data.dir=/path/to/hip_xray --config.data.num_labelled=100
 
 The generator grows a 128/4 seed by two stride-2 transposed convolutions to 128x128;
 the discriminator's K logits give the classifier (softmax) and the real/fake head

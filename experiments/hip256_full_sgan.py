@@ -1,7 +1,7 @@
 """The paper's semi-supervised GAN on hip X-rays, 256x256, the full radiograph (no crop).
 
     python -m experiments.hip256_full_sgan                    # embedded synthetic radiographs
-    python -m experiments.hip256_full_sgan --config.data.dir=/path/to/hip_xray --config.sgan.num_labelled=100
+    python -m experiments.hip256_full_sgan --config.data.dir=/path/to/hip_xray --config.data.num_labelled=100
 
 The generator grows a 256/4 seed by two stride-2 transposed convolutions to 256x256;
 the discriminator's K logits give the classifier (softmax) and the real/fake head

@@ -2,10 +2,11 @@
 
     python -m experiments.luna_sgan                      # embedded synthetic data, 2 epochs
     python -m experiments.luna_sgan --config.data.dir=../shared/data/luna16_patches
-    python -m experiments.luna_sgan --config.data.dir=... --config.sgan.num_labelled=100
+    python -m experiments.luna_sgan --config.data.dir=... --config.data.num_labelled=100
 
-Every training image is used unlabelled; `sgan.num_labelled` of them (default: all) also with
-labels. Writes results.json like the other models, and grids of generated samples beside real
+Every training image is used unlabelled; `data.num_labelled` of them (default: all) also with
+labels. `--config.sgan.gan=False` trains the discriminator alone on the labelled images (the
+ablation: no generator, no unlabelled images). Writes results.json like the other models, and grids of generated samples beside real
 ones in <workdir>/samples/. The paper's optimizer (Adam 1e-4, beta1 0.9) instead of the default
 (2e-4, beta1 0.5): --config.sgan.d_learning_rate=1e-4 --config.sgan.g_learning_rate=1e-4
 --config.sgan.d_beta1=0.9 --config.sgan.g_beta1=0.9.

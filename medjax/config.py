@@ -109,6 +109,10 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data.pad = "border"             # pad to square keeping the aspect: "border" mean, "zero"
   c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
   c.data.max_test = config_dict.placeholder(int)
+  # Train with labels on this many training examples (stratified; seeded by `seed`, so seed k
+  # labels the same examples for every model). The SGAN uses the rest without labels; every
+  # other model never sees them. None: all labelled.
+  c.data.num_labelled = config_dict.placeholder(int)
   # Duplicates (the same file, or the same bytes under another name) within or across splits
   # are an error; True only logs them, for someone who really means to keep them.
   c.data.allow_duplicates = False
@@ -175,9 +179,6 @@ def sgan_defaults() -> ml_collections.ConfigDict:
   setting is Adam 1e-4 with Keras' beta1 0.9: set d_/g_learning_rate and d_/g_beta1."""
   c = ml_collections.ConfigDict()
   c.latent_dim = 100
-  # Labelled training examples (stratified, seeded); None: all of them. The rest of the training
-  # split is used without labels.
-  c.num_labelled = config_dict.placeholder(int)
   c.d_learning_rate = 2e-4
   c.d_beta1 = 0.5
   c.g_learning_rate = 2e-4
@@ -188,6 +189,9 @@ def sgan_defaults() -> ml_collections.ConfigDict:
   # Which images of the real/fake game get config.augment (the labelled batch always does):
   # "both" (DiffAugment: real and generated alike), "real" (medjax before 2026-12), "none".
   c.gan_augment = "both"
+  # False: the ablation, the discriminator alone as a K-class classifier of the labelled images
+  # (no generator, no unlabelled images; the same steps an epoch, optimizer and augmentation).
+  c.gan = True
   c.dropout_rate = 0.4
   c.features = 128              # channels of every G and D convolution (the paper's 128)
   c.sample_every = 5            # epochs between sample grids (also after the first and last)
@@ -223,6 +227,9 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _check(0 <= c.augment.max_shift <= c.data.image_size // 4,
          f"augment.max_shift must be in 0..{c.data.image_size // 4} pixels (a quarter of the "
          f"{c.data.image_size}-pixel image), got {c.augment.max_shift}")
+  _check(c.data.num_labelled is None or c.data.num_labelled >= 2,
+         f"data.num_labelled must be >= 2 (one example per class) or None, got "
+         f"{c.data.num_labelled}")
   _check(c.data.bit_depth is None or 1 <= c.data.bit_depth <= 16,
          f"data.bit_depth must be in 1..16 or None, got {c.data.bit_depth}")
   _check(c.model_size in ("full", "tiny"), f"model_size must be 'full' or 'tiny', got {c.model_size!r}")
@@ -254,8 +261,6 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
            f"{s.unsupervised_weight}")
     _check(s.d_learning_rate > 0 and s.g_learning_rate > 0,
            "sgan.d_learning_rate and sgan.g_learning_rate must be > 0")
-    _check(s.num_labelled is None or s.num_labelled >= 2,
-           f"sgan.num_labelled must be >= 2 (one per class) or None, got {s.num_labelled}")
   if c.smoke:
     c.model_size = "tiny"
     c.data.synthetic_train = min(c.data.synthetic_train, 240)

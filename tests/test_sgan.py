@@ -7,7 +7,9 @@ import pytest
 from flax import linen as nn
 from hypothesis import given, settings, strategies as st
 
-from medjax.data import Split, batches
+from medjax.data import Dataset, Split, batches
+from medjax.data.base import (DataError, concatenate_splits, labelled_subset,
+                              with_labelled_subset)
 from medjax.models.sgan import (ConvTranspose4x4, Discriminator, DiscriminatorTiny, Generator,
                                 GeneratorTiny, real_probability, to_tanh_range)
 from medjax import config as config_lib
@@ -142,12 +144,13 @@ def test_tiny_sgan_classifier_beats_chance_with_few_labels():
   state, step, disc = _setup(False)
   images, labels = _learnable_batch(400)
   test_images, test_labels = _learnable_batch(200, seed=1)
-  index = sgan.labelled_indices(labels, 40, seed=0)
+  index = labelled_subset(labels, 40, seed=0)
   assert len(index) == 40 and 0 < labels[index].sum() < 40
   train = Split(images, labels, np.arange(len(labels)).astype(str))
   for epoch in range(1, 4):
     stream = zip(batches(train, 20, seed=0, epoch=epoch),
-                 sgan.labelled_batches(train, index, 20, len(train) // 20, seed=0, epoch=epoch))
+                 sgan.labelled_batches(train.take(index), 20, len(train) // 20, seed=0,
+                                       epoch=epoch))
     for unlabelled, (x, y) in stream:
       state, metrics = step(state, {"image": x, "label": y, "unlabelled": unlabelled["image"]},
                             jax.random.key(1))
@@ -159,15 +162,41 @@ def test_tiny_sgan_classifier_beats_chance_with_few_labels():
   assert all(np.isfinite(float(v)) for v in metrics.values())
 
 
-def test_labelled_indices_are_stratified_seeded_and_all_by_default():
+def test_labelled_subset_is_stratified_seeded_and_the_rest_is_unlabelled():
   labels = np.array([0] * 500 + [1] * 100)
-  np.testing.assert_array_equal(sgan.labelled_indices(labels, None, 0), np.arange(600))
-  a = sgan.labelled_indices(labels, 60, seed=3)
+  a = labelled_subset(labels, 60, seed=3)
   assert len(a) == 60 and labels[a].sum() == 10
-  np.testing.assert_array_equal(a, sgan.labelled_indices(labels, 60, seed=3))
-  assert not np.array_equal(a, sgan.labelled_indices(labels, 60, seed=4))
-  with pytest.raises(ValueError, match="num_labelled"):
-    sgan.labelled_indices(labels, 1, seed=0)
+  np.testing.assert_array_equal(a, labelled_subset(labels, 60, seed=3))
+  assert not np.array_equal(a, labelled_subset(labels, 60, seed=4))
+  with pytest.raises(DataError, match="num_labelled"):
+    labelled_subset(labels, 1, seed=0)
+  split = Split(np.zeros((600, 4, 4, 1), np.uint8), labels, np.arange(600).astype(str))
+  dataset = Dataset("luna", train=split, test=split)
+  assert with_labelled_subset(dataset, None, 0) is dataset
+  assert with_labelled_subset(dataset, 600, 0) is dataset
+  part = with_labelled_subset(dataset, 60, 3)
+  np.testing.assert_array_equal(part.train.names, split.names[a])
+  assert sorted(part.train.names.tolist() + part.unlabelled.names.tolist()) == sorted(
+      split.names.tolist())
+
+
+def test_sgan_epoch_streams_every_training_image_and_labels_only_the_subset():
+  labels = np.array([0] * 50 + [1] * 30)
+  ids = np.arange(80, dtype=np.uint8)  # every image holds its own index in each pixel
+  split = Split(np.broadcast_to(ids[:, None, None, None], (80, 4, 4, 1)).copy(), labels,
+                ids.astype(str))
+  dataset = with_labelled_subset(Dataset("luna", train=split, test=split), 20, seed=1)
+  stream = concatenate_splits(dataset.train, dataset.unlabelled)
+  epochs = sgan.SGANEpochs(None, stream, dataset.train, 10, seed=0, chunk=2, rng=None)
+  assert epochs.steps_per_epoch == 8  # a pass over all 80 images, not over the 20 labelled
+  unlabelled = np.concatenate([b["image"][:, 0, 0, 0] for b in
+                               batches(stream, 10, seed=0, epoch=1)])
+  assert sorted(unlabelled.tolist()) == list(range(80))
+  labelled = np.concatenate([x[:, 0, 0, 0] for x, _ in
+                             sgan.labelled_batches(dataset.train, 10, 8, seed=0, epoch=1)])
+  subset = set(dataset.train.images[:, 0, 0, 0].tolist())
+  assert set(labelled.tolist()) == subset  # 4 passes over the 20 labelled images, no other
+  assert np.bincount(labelled, minlength=80)[sorted(subset)].tolist() == [4] * 20
 
 
 @pytest.mark.slow
@@ -191,7 +220,7 @@ def test_smoke_run_writes_results_and_sample_grids(tmp_path):
   (tn, fp), (fn, tp) = test["confusion_matrix"]
   assert tn + fp + fn + tp == on_disk["n_test"]
   assert test["accuracy"] == pytest.approx((tn + tp) / on_disk["n_test"])
-  assert on_disk["num_labelled"] == on_disk["n_train"]
+  assert on_disk["num_labelled"] == on_disk["n_train"] and on_disk["n_unlabelled"] == 0
   generator = on_disk["generator"]
   assert set(generator) == {"sample_spread", "real_spread", "collapsed"}
   assert generator["real_spread"] > 0 and generator["sample_spread"] >= 0

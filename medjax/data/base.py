@@ -60,6 +60,9 @@ class Dataset:
   # LUNA16 annotations (and excluded findings) of CT-derived patches, for FROC scoring.
   annotations: str | None = None
   excluded: str | None = None
+  # Training images whose labels are withheld (data.num_labelled): the SGAN learns from them
+  # without labels; every other model never sees them.
+  unlabelled: Split | None = None
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -67,7 +70,7 @@ class Dataset:
 
   def summary(self) -> str:
     parts = []
-    for split_name in ("train", "val", "test"):
+    for split_name in ("train", "unlabelled", "val", "test"):
       split = getattr(self, split_name)
       if split is not None:
         neg, pos = split.class_counts
@@ -88,6 +91,41 @@ def check_both_classes(split: Split, where: str) -> None:
   if neg == 0 or pos == 0:
     raise DataError(f"{where} has no {'negative' if neg == 0 else 'positive'} examples "
                     f"({pos} positive, {neg} negative): metrics such as AUC need both classes")
+
+
+def concatenate_splits(*splits: Split) -> Split:
+  """One split holding the examples of `splits` in order (meta kept where all have it)."""
+  keys = set.intersection(*(set(s.meta or {}) for s in splits))
+  meta = {k: np.concatenate([s.meta[k] for s in splits]) for k in sorted(keys)} or None
+  return Split(np.concatenate([s.images for s in splits]),
+               np.concatenate([s.labels for s in splits]),
+               np.concatenate([s.names for s in splits]), meta)
+
+
+def labelled_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+  """Sorted indices of `n` examples stratified by class (seeded): each class keeps its share,
+  and at least one example."""
+  if n < 2:
+    raise DataError(f"data.num_labelled must be >= 2 (one per class), got {n}")
+  rng = np.random.default_rng([seed, 0x5CA])
+  take = []
+  for cls in (0, 1):
+    idx = np.flatnonzero(labels == cls)
+    k = min(len(idx), max(1, round(n * len(idx) / len(labels))))
+    take.append(rng.permutation(idx)[:k])
+  return np.sort(np.concatenate(take))
+
+
+def with_labelled_subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+  """`dataset` training with labels on `n` stratified, seeded examples of its training split
+  (the same for every model with the same seed); the others become `dataset.unlabelled`.
+  None, or n at least the training split's size: `dataset` unchanged."""
+  if n is None or n >= len(dataset.train):
+    return dataset
+  index = labelled_subset(dataset.train.labels, n, seed)
+  rest = np.setdiff1d(np.arange(len(dataset.train)), index)
+  return dataclasses.replace(dataset, train=dataset.train.take(index),
+                             unlabelled=dataset.train.take(rest))
 
 
 def stratified_holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
