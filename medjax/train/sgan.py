@@ -348,7 +348,8 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
       return driver.finish_member(
           member, state, dataset, eval_fn,
           extra={"learning_rate": s.d_learning_rate, "g_learning_rate": s.g_learning_rate,
-                 "num_labelled": len(dataset.train), "n_unlabelled": len(stream) - len(dataset.train),
+                 "num_labelled": len(dataset.train),
+                 "n_unlabelled": len(stream) - len(dataset.train) if s.gan else 0,
                  "gan": bool(s.gan), "feature_matching": bool(s.feature_matching),
                  "gan_augment": s.gan_augment, "samples": "samples" if s.gan else None,
                  # G as training left it (also when a finished run is only re-tested)
