@@ -20,13 +20,15 @@ import csv
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import logging
+import math
 import os
 import shutil
 import socket
 import time
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -79,21 +81,95 @@ def writing(path: str) -> Iterator[None]:
     raise WorkdirError(f"cannot write {path}: {e.strerror or e}") from e
 
 
+def json_text(obj, indent: int | None = 2) -> str:
+  """`obj` as strict JSON: NaN and Infinity are not JSON (other readers reject the file), so a
+  non-finite number is a ValueError naming where it is (`test.auc = nan`)."""
+  try:
+    return json.dumps(obj, indent=indent, allow_nan=False)
+  except ValueError:
+    where = _non_finite(obj)
+    raise ValueError(f"not written as JSON: {where or 'a non-finite number'}") from None
+
+
+def _non_finite(obj, path: str = "") -> str | None:
+  """`path = value` of the first NaN or infinity in `obj`."""
+  if isinstance(obj, float) and not math.isfinite(obj):
+    return f"{path or 'the value'} = {obj}"
+  items = (obj.items() if isinstance(obj, dict) else
+           enumerate(obj) if isinstance(obj, (list, tuple)) else ())
+  for key, value in items:
+    found = _non_finite(value, f"{path}[{key}]" if isinstance(key, int) else
+                        f"{path}.{key}" if path else str(key))
+    if found:
+      return found
+  return None
+
+
 def write_json(path: str, obj) -> None:
-  """temp + rename: a crash never leaves a half-written file."""
-  tmp = path + ".tmp"
-  with writing(path):
-    with open(tmp, "w") as f:
-      json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
+  """Strict JSON (`json_text`), temp + rename: a crash never leaves a half-written file."""
+  write_text(path, json_text(obj))
 
 
 def write_text(path: str, text: str) -> None:
+  """temp + rename: a crash never leaves a half-written file."""
   tmp = path + ".tmp"
   with writing(path):
-    with open(tmp, "w") as f:
+    with open(tmp, "w", newline="") as f:
       f.write(text)
     os.replace(tmp, path)
+
+
+def write_csv(path: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+  """A CSV written with the csv module (names with commas, quotes or newlines are quoted and
+  read back whole), lines ending in \\n, through `write_text`."""
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow(header)
+  writer.writerows(rows)
+  write_text(path, out.getvalue())
+
+
+def write_predictions(path: str, names, labels, probs, *, exact: bool = False) -> None:
+  """predictions.csv: name,label,prob_positive per test example; P(positive) with 6 decimals,
+  or every digit (`exact`, repr) where a file must equal a computation exactly."""
+  write_csv(path, ("name", "label", "prob_positive"),
+            ((name, int(label), repr(float(p)) if exact else f"{p:.6f}")
+             for name, label, p in zip(names, labels, probs)))
+
+
+def read_json(path: str, what: str = "file"):
+  """A JSON file of a run, or None if it does not exist; damaged (cut short, not JSON, not an
+  object) is one WorkdirError naming the file."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      obj = json.load(f)
+  except FileNotFoundError:
+    return None
+  except (ValueError, UnicodeDecodeError) as e:
+    raise WorkdirError(f"{path}: damaged {what}, not valid JSON ({e})") from None
+  except OSError as e:
+    raise WorkdirError(f"cannot read {path}: {e.strerror or e}") from None
+  if not isinstance(obj, dict):
+    raise WorkdirError(f"{path}: damaged {what}, expected a JSON object, got "
+                       f"{type(obj).__name__}")
+  return obj
+
+
+def read_results(path: str) -> dict[str, Any] | None:
+  """A run's results.json (None if absent). Damaged, without test metrics, or holding a
+  non-finite number (a diverged run written by an older medjax) is a WorkdirError: such a run
+  is never collected as a result."""
+  results = read_json(path, "results")
+  if results is None:
+    return None
+  if not isinstance(results.get("test"), dict) or "accuracy" not in results["test"]:
+    raise WorkdirError(f"{path}: damaged results, no test metrics; delete it and re-run that "
+                       "run's command to test it again")
+  bad = _non_finite(results)
+  if bad:
+    raise WorkdirError(f"{path}: {bad} (a diverged run, not a result); train it again with a "
+                       "lower learning rate in a new workdir (or --overwrite)")
+  return results
 
 
 def disk_full(e: BaseException) -> OSError | None:
@@ -200,10 +276,12 @@ class WorkdirLock:
 
 @contextlib.contextmanager
 def locked(*workdirs: str) -> Iterator[None]:
-  """Holds the locks of `workdirs` (created if missing) for the block; process 0 only."""
-  locks = []
+  """Holds the locks of `workdirs` (created if missing) for the block; process 0 only. A block
+  that fails before writing anything leaves no folder it created behind (a refused run)."""
+  locks, created = [], []
   try:
     for path in workdirs:
+      created += _missing_folders(path)
       with writing(path):
         os.makedirs(path, exist_ok=True)
       if is_writer():
@@ -211,9 +289,33 @@ def locked(*workdirs: str) -> Iterator[None]:
         lock.acquire()
         locks.append(lock)
     yield
+  except BaseException:
+    for lock in reversed(locks):
+      lock.release()
+    locks = []
+    for folder in reversed(created):  # deepest first; only folders holding nothing but a lock
+      with contextlib.suppress(OSError):
+        if set(os.listdir(folder)) <= {".lock"}:
+          with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, ".lock"))
+          os.rmdir(folder)
+    raise
   finally:
     for lock in reversed(locks):
       lock.release()
+
+
+def _missing_folders(path: str) -> list[str]:
+  """The folders `os.makedirs(path)` would create, outermost first."""
+  missing = []
+  path = os.path.abspath(path)
+  while not os.path.exists(path):
+    missing.append(path)
+    parent = os.path.dirname(path)
+    if parent == path:
+      break
+    path = parent
+  return missing[::-1]
 
 
 def data_fingerprint(dataset) -> dict[str, Any]:
@@ -311,13 +413,12 @@ class RunDir:
     current = config_to_dict(config)
     path = self.file("config.json")
     resuming = self.has_run()
-    if resuming and os.path.exists(path):
+    if resuming:
       self.check_config(current)
     fingerprint = data_fingerprint(dataset) if dataset is not None else None
     data_path = self.file("data.json")
-    if resuming and fingerprint is not None and os.path.exists(data_path):
-      with open(data_path) as f:
-        saved = json.load(f)
+    if resuming and fingerprint is not None:
+      saved = self._read_record("data.json", "the data it trained on")
       changes = fingerprint_changes(saved, fingerprint)
       if changes:
         raise WorkdirError(
@@ -337,10 +438,21 @@ class RunDir:
         return True
     return os.path.exists(self.file("results.json"))
 
+  def _read_record(self, name: str, what: str) -> dict:
+    """config.json or data.json of the run to resume: without it nothing says that the run
+    matches, so a missing or damaged one stops the resume."""
+    path = self.file(name)
+    record = read_json(path, f"record of {what}")
+    if record is None:
+      raise WorkdirError(
+          f"{self.path} holds a trained run but its {name} is missing, so nothing says that "
+          f"this run matches {what}. Put the file back, pass --overwrite to discard that run "
+          "and start over, or use another --workdir.")
+    return record
+
   def check_config(self, current: dict) -> None:
     """Refuses a previous run whose config differs in a field that changes the model."""
-    with open(self.file("config.json")) as f:
-      saved = flatten(json.load(f))
+    saved = flatten(self._read_record("config.json", "the config it was trained with"))
     now = flatten(current)
     defaults = _defaults(now)
     diffs = [f"{k}: {saved.get(k, '<absent>')!r} -> {now.get(k, '<absent>')!r}"
@@ -368,7 +480,7 @@ class RunDir:
     path = self.file(name)
     with writing(path):
       with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json_text(record, indent=None) + "\n")
 
   def read_metrics(self, name: str = "metrics.jsonl") -> list[dict[str, Any]]:
     return read_metrics(self.file(name))
@@ -381,13 +493,25 @@ class RunDir:
       return
     with open(path) as f:
       lines = [line for line in f if line.strip()]
-    kept = []
-    for line in lines:
+    kept, damaged = [], []
+    for n, line in enumerate(lines, 1):
       try:
-        if json.loads(line)["epoch"] <= last_epoch:
-          kept.append(line)
-      except (ValueError, KeyError):  # a line cut short by a kill
-        break
+        epoch = json.loads(line)["epoch"]
+      except (ValueError, KeyError, TypeError):  # cut short by a kill, or damaged since
+        damaged.append((n, line))
+        continue
+      if epoch <= last_epoch:
+        kept.append(line if line.endswith("\n") else line + "\n")
+    cut_short = bool(damaged) and damaged[-1][0] == len(lines)
+    if len(damaged) > cut_short:  # damaged lines between intact ones: kept aside, not lost
+      aside = path + ".damaged"
+      with writing(aside):
+        with open(aside, "a") as f:
+          f.writelines(line if line.endswith("\n") else line + "\n" for _, line in damaged)
+      numbers = [str(n) for n, _ in damaged]
+      log.warning("%s: %s %s not a JSON record; the %d intact records are kept, the damaged "
+                  "lines moved to %s", path, "line" if len(numbers) == 1 else "lines",
+                  ", ".join(numbers), len(kept), aside)
     if len(kept) != len(lines):
       write_text(path, "".join(kept))
 

@@ -87,3 +87,64 @@ def test_non_finite_loss_stops_naming_step_epoch_and_last_checkpoint(tmp_path, m
   assert f"last good checkpoint: {tmp_path / 'run' / 'checkpoints' / '1'};" in message
   assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["1"]
   assert not (tmp_path / "run" / "results.json").exists()
+
+
+def _garble(path):
+  """Overwrites a file, or every file under a folder, with bytes no reader accepts."""
+  files = [path] if os.path.isfile(path) else [
+      os.path.join(d, f) for d, _, names in os.walk(path) for f in names]
+  assert files, path
+  for f in files:
+    with open(f, "wb") as out:
+      out.write(b"\x00garbage{")
+
+
+# What a run's files may suffer between two runs, and what the next run does: a one-line
+# WorkdirError naming the file (and no traceback from the CLI), or carry on (rewriting it).
+DAMAGE = [
+    ("config.json", "delete", "config.json is missing"),
+    ("data.json", "delete", "data.json is missing"),
+    ("config.json", "garble", "config.json: damaged"),
+    ("data.json", "garble", "data.json: damaged"),
+    ("checkpoints/1/meta", "garble", "cannot read checkpoint"),
+    ("checkpoints/1/state/_METADATA", "garble", "cannot read checkpoint"),
+    ("checkpoints/1/state/d", "garble", "cannot read checkpoint"),
+    ("checkpoints/1/state/manifest.ocdbt", "garble", "cannot read checkpoint"),
+    ("checkpoints/1/metrics", "garble", "cannot read checkpoint"),
+    ("results.json", "garble", None),
+    ("predictions.csv", "garble", None),
+    ("events", "garble", None),
+    ("metrics.jsonl", "insert", None),
+]
+
+
+@pytest.mark.parametrize("name, how, error", DAMAGE, ids=[f"{h}-{n}" for n, h, _ in DAMAGE])
+def test_a_run_whose_files_were_damaged_between_two_runs(finished_run, tmp_path, name, how,
+                                                          error):
+  import shutil
+  from experiments import _runner, luna_cnn
+  from medjax.errors import WorkdirError
+  workdir = tmp_path / "run"
+  shutil.copytree(finished_run("cnn"), workdir)
+  path = workdir / name
+  if how == "delete":
+    path.unlink()
+  elif how == "insert":  # a damaged line between intact records
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("{\"epoch\": 1, \"train_lo\x00\n" + "".join(lines))
+  else:
+    _garble(str(path))
+  config = luna_cnn.get_config()
+  config.smoke = True
+  config.num_epochs = 2  # resume for one more epoch
+  if error:
+    with pytest.raises(WorkdirError, match=error) as err:
+      _runner.run(config, str(workdir))
+    assert "\n" not in str(err.value)
+    assert not (workdir / "checkpoints" / "2").exists()
+    return
+  results = _runner.run(config, str(workdir))
+  assert results["epochs"] == 2
+  records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert [r["epoch"] for r in records] == [1, 2]
+  assert json.loads((workdir / "results.json").read_text())["epochs"] == 2

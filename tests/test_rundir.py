@@ -174,3 +174,85 @@ def test_a_validation_split_with_two_positives_or_fewer_is_warned_about(caplog):
     _runner.check_run(_config(batch_size=4), Dataset("luna", train=data.train, test=data.test,
                                                      val=data.test))
   assert "chosen on noise" not in caplog.text
+
+
+def test_a_damaged_metrics_line_loses_no_intact_record_on_resume(tmp_path, caplog):
+  lines = [json.dumps({"epoch": 1, "train_loss": 0.5}), "{\"epoch\": 2, \"trai\x00garbage",
+           json.dumps({"epoch": 2, "train_loss": 0.4}), json.dumps({"epoch": 3, "train_loss": 0.3}),
+           json.dumps({"epoch": 4, "train_loss": 0.2}), "{\"epoch\": 5, \"tra"]
+  (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+  run = rundir.RunDir(str(tmp_path))
+  with caplog.at_level("WARNING"):
+    run.truncate_metrics(3)  # checkpoint of epoch 3 restored: epoch 4 is trained again
+  assert [r["epoch"] for r in run.read_metrics()] == [1, 2, 3]
+  assert "lines 2, 6 not a JSON record" in caplog.text and "metrics.jsonl.damaged" in caplog.text
+  assert "trai\x00garbage" in (tmp_path / "metrics.jsonl.damaged").read_text()  # kept, not lost
+
+
+@pytest.mark.parametrize("name", ["config.json", "data.json"])
+def test_resuming_a_run_whose_config_or_data_record_was_deleted_is_refused(tmp_path, name):
+  _finished_run(tmp_path, _config(), _dataset())
+  (tmp_path / name).unlink()
+  with pytest.raises(WorkdirError, match=f"{name} is missing") as err:
+    with rundir.RunDir.open(_config(), str(tmp_path), _dataset()):
+      pass
+  assert "--overwrite" in str(err.value)
+  assert not (tmp_path / name).exists()  # not silently recreated from the new run
+
+
+@pytest.mark.parametrize("name, text", [("config.json", "{\"seed\": 0,"),
+                                        ("data.json", "\x00\x00"), ("config.json", "[1, 2]")])
+def test_a_damaged_config_or_data_record_is_one_line_naming_the_file(tmp_path, name, text):
+  _finished_run(tmp_path, _config(), _dataset())
+  (tmp_path / name).write_text(text)
+  with pytest.raises(WorkdirError, match=f"{tmp_path / name}: damaged"):
+    with rundir.RunDir.open(_config(), str(tmp_path), _dataset()):
+      pass
+
+
+def test_json_outputs_never_hold_nan_or_infinity(tmp_path):
+  path = tmp_path / "results.json"
+  with pytest.raises(ValueError, match=r"test\.auc = nan"):
+    rundir.write_json(str(path), {"test": {"accuracy": 0.5, "auc": float("nan")}})
+  with pytest.raises(ValueError, match=r"curve\[1\] = inf"):
+    rundir.json_text({"curve": [0.0, float("inf")]})
+  assert os.listdir(tmp_path) == []  # neither the file nor a temp file
+
+
+def test_results_that_are_damaged_or_not_finite_are_refused_naming_the_file(tmp_path):
+  path = tmp_path / "results.json"
+  path.write_text("{\"test\": {\"accuracy\": 0.9")
+  with pytest.raises(WorkdirError, match=f"{path}: damaged"):
+    rundir.read_results(str(path))
+  path.write_text('{"seed": 0, "test": {"accuracy": NaN, "auc": 0.5}}')  # an older medjax
+  with pytest.raises(WorkdirError, match=r"test\.accuracy = nan.*diverged"):
+    rundir.read_results(str(path))
+  path.write_text('{"seed": 0}')
+  with pytest.raises(WorkdirError, match="no test metrics"):
+    rundir.read_results(str(path))
+
+
+@pytest.mark.parametrize("name", ["a,b.png", 'say "hi".png', "two\nlines.png", "ünï, cödé.png"])
+def test_predictions_round_trip_any_image_name(tmp_path, name):
+  path = str(tmp_path / "predictions.csv")
+  names = [name, "plain.png"]
+  rundir.write_predictions(path, names, np.array([1, 0]), np.array([0.25, 0.125]))
+  got_names, labels, probs = rundir.read_predictions(path)
+  assert got_names == names
+  assert labels.tolist() == [1, 0] and probs.tolist() == [0.25, 0.125]
+  assert "plain.png,0,0.125000\n" in open(path, newline="").read()  # as before
+
+
+def test_a_refused_run_leaves_no_workdir_behind(tmp_path):
+  from medjax.errors import ConfigError
+  workdir = tmp_path / "new" / "run"
+  with pytest.raises(ConfigError):
+    with rundir.locked(str(workdir)):
+      raise ConfigError("refused before anything was written")
+  assert not (tmp_path / "new").exists()
+  existing = tmp_path / "old"
+  existing.mkdir()
+  with pytest.raises(ConfigError):
+    with rundir.locked(str(existing)):
+      raise ConfigError("refused")
+  assert existing.is_dir()  # a folder the user made is kept
