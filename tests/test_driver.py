@@ -85,3 +85,22 @@ def test_a_full_disk_during_a_checkpoint_is_one_error_naming_the_path(tmp_path, 
     _runner.run(_config(num_epochs=1), str(tmp_path / "run"))
   assert str(err.value) == (f"cannot write checkpoint {tmp_path / 'run' / 'checkpoints' / '1'}: "
                             "No space left on device")
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_a_diverged_run_never_saves_or_tests_non_finite_weights(tmp_path, stacked):
+  # One step an epoch: the step that breaks the weights reports a finite loss and gradient, so
+  # only the weights themselves show it; before, that NaN model became the 'best' checkpoint.
+  from medjax.train.driver import NonFiniteLossError
+  config = _config(num_epochs=2, learning_rate=1e39, **{"data.max_train": 25})
+  run = tmp_path / "run"
+  with pytest.raises(NonFiniteLossError, match="non-finite weights") as err:
+    if stacked:
+      _runner.run_seeds(config, [0, 1], [str(run / "seed0"), str(run / "seed1")], stack=True)
+    else:
+      _runner.run(config, str(run))
+  assert "epoch 1" in str(err.value) and "none (failed in epoch 1)" in str(err.value)
+  for workdir in ([run / "seed0", run / "seed1"] if stacked else [run]):
+    assert not (workdir / "results.json").exists()
+    ckpts = workdir / "checkpoints"
+    assert not ckpts.exists() or not [n for n in ckpts.iterdir() if n.name.isdigit()]

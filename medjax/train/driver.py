@@ -18,12 +18,14 @@ writes files; checkpoints are always waited for, also when an epoch fails.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import sys
 import time
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
@@ -121,13 +123,45 @@ def _check_finite(task: Task, members, chunk: list[dict], done: int, epoch: int,
         who = f" (seed {members[i].config.seed})" if task.stacked else ""
         bad.append(f"{key}={values[i]}{who}")
     if bad:
-      last = members[0].ckpts.latest_epoch
       step = done + j + 1
       raise NonFiniteLossError(
           f"non-finite {', '.join(bad)} at step {step} of epoch {epoch} (global step "
           f"{(epoch - 1) * steps_per_epoch + step}); last good checkpoint: "
-          f"{members[0].ckpts.path(last) if last is not None else 'none (failed in epoch 1)'}"
-          "; lower the learning rate or check the data")
+          f"{_last_good(members)}; lower the learning rate or check the data")
+
+
+def _last_good(members) -> str:
+  last = members[0].ckpts.latest_epoch
+  return members[0].ckpts.path(last) if last is not None else "none (failed in epoch 1)"
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _all_finite(leaves, stacked: bool):
+  """Whether every value of `leaves` is finite: one bool, or one per model when stacked."""
+  if stacked:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x).reshape(x.shape[0], -1), axis=1)
+                              for x in leaves]), axis=0)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _check_weights(task: Task, members, state, done: int, epoch: int,
+                   steps_per_epoch: int) -> None:
+  """Stops on NaN/Inf anywhere in the state (weights, optimizer moments, batch statistics): an
+  update can break the weights while the loss and gradient of its step are still finite, and
+  such a state must never be saved, chosen as the best or tested."""
+  leaves = [x for x in jax.tree.leaves(state)
+            if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+  if not leaves:
+    return
+  finite = np.atleast_1d(np.asarray(_all_finite(leaves, task.stacked)))
+  if finite.all():
+    return
+  who = (f" (seed {', '.join(str(members[i].config.seed) for i in np.flatnonzero(~finite))})"
+         if task.stacked else "")
+  raise NonFiniteLossError(
+      f"non-finite weights{who} after step {done} of epoch {epoch} (global step "
+      f"{(epoch - 1) * steps_per_epoch + done}), while the loss and gradient were finite: the "
+      f"updates diverged; last good checkpoint: {_last_good(members)}; lower the learning rate")
 
 
 def duration(seconds: float) -> str:
@@ -214,6 +248,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset,
         warm, t_chunk = True, now
         _check_finite(task, members, chunk, len(history), epoch, steps)
         history.extend(chunk)
+        _check_weights(task, members, state, len(history), epoch, steps)
         progress.update(epoch, len(history), len(chunk), {
             label: "/".join(f"{v:.4f}" for v in np.atleast_1d(
                 np.mean([np.asarray(h[key], np.float64) for h in history], axis=0)))
@@ -324,6 +359,11 @@ def finish_member(member: Member, state, dataset, eval_fn, *, extra=None) -> dic
   config = member.config
   state, checkpoint = restore_for_test(config, dataset, member.ckpts, state)
   probs = predict(eval_fn, state, dataset.test, config.eval_batch_size)
+  if not np.isfinite(probs).all():  # a NaN checkpoint written before weights were checked
+    raise NonFiniteLossError(
+        f"the tested checkpoint {member.ckpts.path(checkpoint['epoch'])} gives non-finite "
+        "test probabilities (a diverged model); pass --overwrite to train again with a lower "
+        "learning rate")
   val_probs = (predict(eval_fn, state, dataset.val, config.eval_batch_size)
                if dataset.val is not None else None)
   meta = member.meta

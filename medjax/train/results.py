@@ -23,7 +23,7 @@ from medjax.errors import DataError, WorkdirError
 from medjax.eval import calibration, froc, plots
 from medjax.eval import metrics as metrics_lib
 from medjax.eval.plots import save_confusion_matrix
-from medjax.rundir import is_writer, write_json, writing
+from medjax.rundir import is_writer, write_json, write_predictions
 from medjax.train.checkpoint import Checkpoints
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,8 @@ def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
   if not is_writer():
     return results
   write_json(os.path.join(workdir, "results.json"), results)
-  path = os.path.join(workdir, "predictions.csv")
-  with writing(path):
-    with open(path + ".tmp", "w") as f:
-      f.write("name,label,prob_positive\n")
-      for name, label, p in zip(dataset.test.names, dataset.test.labels, probs):
-        f.write(f"{name},{label},{p:.6f}\n")
-    os.replace(path + ".tmp", path)
+  write_predictions(os.path.join(workdir, "predictions.csv"), dataset.test.names,
+                    dataset.test.labels, probs)
   title = f"{config.experiment} seed {config.seed}"
   marks = plots.data_marks(dataset.synthetic, config.smoke)
   save_confusion_matrix(test["confusion_matrix"], os.path.join(workdir, "confusion_matrix.png"),
