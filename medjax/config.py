@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -10,6 +12,7 @@ from medjax.errors import ConfigError
 DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 MODELS = ("cnn", "resnet", "dbn", "sgan")
 PAPER_EPOCHS = 100
+MAX_SEED = 2 ** 63 - 1  # numpy and JAX take seeds up to int64
 # The step schedule's defaults (a field changed from them without lr_schedule="step" is an error).
 LR_DECAY_EPOCHS = 30
 LR_DECAY_FACTOR = 0.1
@@ -208,6 +211,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"config.dataset={c.dataset!r} and config.model={c.model!r} do not match the experiment "
          f"{c.experiment!r} (its results would be labelled so); run "
          f"`python -m experiments.{c.dataset}_{c.model}` instead")
+  _check_finite(c)
   _check(c.lr_schedule in ("constant", "cosine", "step"),
          f"lr_schedule must be 'constant', 'cosine' or 'step', got {c.lr_schedule!r}")
   _check(c.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {c.warmup_epochs}")
@@ -261,11 +265,22 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
            f"{s.unsupervised_weight}")
     _check(s.d_learning_rate > 0 and s.g_learning_rate > 0,
            "sgan.d_learning_rate and sgan.g_learning_rate must be > 0")
+  for name in ("seed", "data.seed"):
+    value = c.data.seed if name == "data.seed" else c.seed
+    _check(value is None or 0 <= value <= MAX_SEED,
+           f"{name} must be in 0..{MAX_SEED}, got {value}")
+  for name in ("max_train", "max_test"):
+    value = c.data[name]
+    _check(value is None or value >= 1, f"data.{name} must be >= 1 or None, got {value}")
+  _check_used(c)
   if c.smoke:
     c.model_size = "tiny"
-    c.data.synthetic_train = min(c.data.synthetic_train, 240)
-    c.data.synthetic_test = min(c.data.synthetic_test, 120)
-    c.data.synthetic_n = min(c.data.synthetic_n, 300)
+    if not c.data.dir:  # the caps of the embedded synthetic data this dataset reads
+      if c.dataset == "luna":
+        c.data.synthetic_train = min(c.data.synthetic_train, 240)
+        c.data.synthetic_test = min(c.data.synthetic_test, 120)
+      else:
+        c.data.synthetic_n = min(c.data.synthetic_n, 300)
     c.data.max_train = c.data.max_train or 240
     c.data.max_test = c.data.max_test or 120
     c.eval_batch_size = min(c.eval_batch_size, 60)
@@ -293,3 +308,69 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 def _check(ok: bool, message: str) -> None:
   if not ok:
     raise ConfigError(message)
+
+
+def _check_finite(c: ml_collections.ConfigDict) -> None:
+  """NaN or infinity in any number field (`--config.learning_rate=inf`) is an error: no field
+  means anything with it, and a run would only diverge or hang on it."""
+  def walk(d, prefix):
+    for key, value in d.items():
+      name = prefix + key
+      if isinstance(value, (dict, ml_collections.ConfigDict)):
+        walk(value, name + ".")
+      elif isinstance(value, float):
+        _check(math.isfinite(value), f"{name} must be a finite number, got {value}")
+      elif isinstance(value, (tuple, list)) and any(
+          isinstance(v, float) and not math.isfinite(v) for v in value):
+        raise ConfigError(f"{name} must be finite numbers, got {tuple(value)}")
+  walk(c, "")
+
+
+# data.* fields that one kind of dataset reads and the other never does.
+LUNA_DATA_FIELDS = ("image_size", "include_rotated", "split", "fold", "candidates", "neg_ratio",
+                    "test_neg_ratio", "augment_positives", "augment_shift", "hu_window",
+                    "slices", "workers", "synthetic_train", "synthetic_test")
+HIP_DATA_FIELDS = ("synthetic_n", "pad")
+
+
+def unused_fields(config, names, defaults=None) -> list[str]:
+  """`name=value` of the fields among `names` (dotted) that differ from their default: set by
+  the user, so ignoring them would record in config.json a setting that was never used."""
+  defaults = defaults or base_config(config.dataset, config.model)
+  out = []
+  for name in names:
+    value, default = config, defaults
+    for part in name.split("."):
+      value, default = value.get(part), default.get(part)
+    if isinstance(value, list):
+      value = tuple(value)
+    if value != default:
+      out.append(f"{name}={value!r}")
+  return out
+
+
+def _check_used(c: ml_collections.ConfigDict) -> None:
+  """A field that this experiment never reads, set by the user, is an error naming it."""
+  defaults = base_config(c.dataset, c.model)
+  reasons = []
+
+  def refuse(names, why):
+    found = unused_fields(c, names, defaults)
+    if found:
+      reasons.append(f"{', '.join(found)} {'is' if len(found) == 1 else 'are'} not used {why}")
+
+  other = HIP_DATA_FIELDS if c.dataset == "luna" else LUNA_DATA_FIELDS
+  refuse(sorted(f"data.{f}" for f in other),
+         f"by {c.dataset}" + ("" if c.dataset == "luna" else
+                              " (its image size and cropping come from the experiment's name)"))
+  if c.data.dir:
+    refuse([f"data.{f}" for f in ("synthetic_train", "synthetic_test", "synthetic_n")
+            if f not in other], "with data.dir set (they cap the embedded synthetic data)")
+  if c.model == "dbn":
+    tiny = c.smoke or c.model_size == "tiny"
+    refuse(["dbn.hidden" if tiny else "dbn.tiny_hidden"],
+           f"with model_size={'tiny' if tiny else 'full'!r} "
+           f"({'dbn.tiny_hidden' if tiny else 'dbn.hidden'} is)")
+  if reasons:
+    raise ConfigError("; ".join(reasons) + ": remove them (a setting the run ignores would be "
+                      "recorded in config.json as if it had been used)")

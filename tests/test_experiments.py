@@ -226,3 +226,59 @@ def test_overwrite_discards_the_previous_run(tmp_path):
   lines = open(os.path.join(workdir, "metrics.jsonl")).read().splitlines()
   assert [json.loads(l)["epoch"] for l in lines] == [1]
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1"]
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"seed": -1}, "seed must be in 0.."),
+    ({"data.seed": -3}, "data.seed must be in 0.."),
+    ({"data.max_train": -5}, "data.max_train must be >= 1 or None, got -5"),
+    ({"data.max_test": 0}, "data.max_test must be >= 1 or None, got 0"),
+    ({"learning_rate": float("inf")}, "learning_rate must be a finite number, got inf"),
+    ({"warmup_epochs": float("nan")}, "warmup_epochs must be a finite number, got nan"),
+    ({"data.hu_window": (float("-inf"), 400.0)}, "data.hu_window must be finite numbers"),
+])
+def test_seeds_caps_and_non_finite_numbers_are_config_errors(fields, message):
+  config = luna_cnn.get_config()
+  for key, value in fields.items():
+    *path, last = key.split(".")
+    target = config
+    for p in path:
+      target = target[p]
+    target[last] = value
+  with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    config_lib.resolve(config)
+
+
+@pytest.mark.parametrize("experiment, fields, message", [
+    ("hip128_crop_cnn", {"data.image_size": 64}, "data.image_size=64 is not used by hip128_crop"),
+    ("hip128_full_cnn", {"data.hu_window": (-900.0, 300.0), "data.fold": 2},
+     "data.fold=2, data.hu_window=(-900.0, 300.0) are not used by hip128_full"),
+    ("luna_cnn", {"data.pad": "zero"}, "data.pad='zero' is not used by luna"),
+    ("luna_cnn", {"data.dir": "/data/luna", "data.synthetic_train": 100},
+     "data.synthetic_train=100 is not used with data.dir set"),
+    ("luna_dbn", {"model_size": "tiny", "dbn.hidden": (64, 32)},
+     "dbn.hidden=(64, 32) is not used with model_size='tiny' (dbn.tiny_hidden is)"),
+])
+def test_a_field_the_experiment_ignores_is_a_config_error(experiment, fields, message):
+  import importlib
+  config = importlib.import_module(f"experiments.{experiment}").get_config()
+  for key, value in fields.items():
+    *path, last = key.split(".")
+    target = config
+    for p in path:
+      target = target[p]
+    target[last] = value
+  with pytest.raises(ConfigError) as err:
+    config_lib.resolve(config)
+  assert message in str(err.value)
+
+
+@pytest.mark.parametrize("experiment", ["luna_cnn", "hip128_crop_cnn", "hip128_full_dbn"])
+@pytest.mark.parametrize("data_dir", [None, "/data/real"])
+def test_a_resolved_smoke_config_resolves_again_unchanged(experiment, data_dir):
+  import importlib
+  config = importlib.import_module(f"experiments.{experiment}").get_config()
+  config.smoke = True
+  config.data.dir = data_dir
+  once = config_lib.resolve(config)
+  assert config_lib.resolve(once).to_dict() == once.to_dict()
