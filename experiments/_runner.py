@@ -166,9 +166,15 @@ def main(get_config, doc: str | None = None) -> None:
     if FLAGS.distributed:
       initialize_distributed()
     enable_compilation_cache()
+    if not FLAGS.seeds and FLAGS.stack_seeds != "auto":
+      raise ConfigError(f"--stack_seeds applies to --seeds (several seeds), and there is one "
+                        f"model here: drop --stack_seeds={FLAGS.stack_seeds}")
     if FLAGS.seeds:
+      seeds = cli.parse_seeds(FLAGS.seeds)
+      if FLAGS.config.seed != config_lib.base_config("luna", "cnn").seed:
+        raise ConfigError(f"--seeds replaces --config.seed: drop --config.seed="
+                          f"{FLAGS.config.seed}, or add it to --seeds")
       workdir = FLAGS.workdir or default_workdir(FLAGS.config)
-      seeds = cli.parse_list(FLAGS.seeds, "seeds")
       stack = {"auto": None, "on": True, "off": False}[FLAGS.stack_seeds]
       workdirs = seed_workdirs(workdir, seeds)
       for results in run_seeds(FLAGS.config, seeds, workdirs, overwrite=FLAGS.overwrite,

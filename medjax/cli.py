@@ -19,7 +19,7 @@ import sys
 import textwrap
 from typing import Callable
 
-from medjax.errors import UserError
+from medjax.errors import ConfigError, UserError
 
 log = logging.getLogger("medjax")
 
@@ -130,6 +130,21 @@ def parse_list(value, name: str, kind=int) -> list:
   if not out:
     raise UserError(f"--{name} is empty")
   return out
+
+
+def parse_seeds(value, name: str = "seeds") -> list[int]:
+  """`--seeds=0,1,2` -> [0, 1, 2]: distinct seeds in 0..MAX_SEED, else a ConfigError naming the
+  flag (`0,0` would train one model twice and report it as an ensemble of two)."""
+  from medjax.config import MAX_SEED
+  seeds = parse_list(value, name)
+  bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
+  if bad:
+    raise ConfigError(f"--{name}: seeds must be in 0..{MAX_SEED}, got {bad[0]}")
+  twice = sorted({s for s in seeds if seeds.count(s) > 1})
+  if twice:
+    raise ConfigError(f"--{name}: seed {', '.join(map(str, twice))} is listed twice; each seed "
+                      "trains one model, so list distinct seeds")
+  return seeds
 
 
 def _field_comments() -> dict[str, str]:

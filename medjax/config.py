@@ -333,44 +333,46 @@ LUNA_DATA_FIELDS = ("image_size", "include_rotated", "split", "fold", "candidate
 HIP_DATA_FIELDS = ("synthetic_n", "pad")
 
 
-def unused_fields(config, names, defaults=None) -> list[str]:
-  """`name=value` of the fields among `names` (dotted) that differ from their default: set by
-  the user, so ignoring them would record in config.json a setting that was never used."""
-  defaults = defaults or base_config(config.dataset, config.model)
+def unused_fields(block, names, defaults, prefix: str = "") -> list[str]:
+  """`name=value` of the fields among `names` (dotted, within `block`) that differ from their
+  value in `defaults`: set by the user, so ignoring them would record in config.json a setting
+  that was never used."""
   out = []
   for name in names:
-    value, default = config, defaults
+    value, default = block, defaults
     for part in name.split("."):
       value, default = value.get(part), default.get(part)
     if isinstance(value, list):
       value = tuple(value)
     if value != default:
-      out.append(f"{name}={value!r}")
+      out.append(f"{prefix}{name}={value!r}")
   return out
 
 
+def refuse_unused(found: list[str], why: str) -> None:
+  """ConfigError for `unused_fields`, if any."""
+  if found:
+    raise ConfigError(f"{', '.join(found)} {'is' if len(found) == 1 else 'are'} not used {why}: "
+                      "remove them (a setting the run ignores would be recorded in config.json "
+                      "as if it had been used)")
+
+
 def _check_used(c: ml_collections.ConfigDict) -> None:
-  """A field that this experiment never reads, set by the user, is an error naming it."""
+  """A field that this experiment never reads, set by the user, is an error naming it (the data
+  loaders check the fields that depend on what data.dir holds)."""
   defaults = base_config(c.dataset, c.model)
-  reasons = []
-
-  def refuse(names, why):
-    found = unused_fields(c, names, defaults)
-    if found:
-      reasons.append(f"{', '.join(found)} {'is' if len(found) == 1 else 'are'} not used {why}")
-
   other = HIP_DATA_FIELDS if c.dataset == "luna" else LUNA_DATA_FIELDS
-  refuse(sorted(f"data.{f}" for f in other),
-         f"by {c.dataset}" + ("" if c.dataset == "luna" else
-                              " (its image size and cropping come from the experiment's name)"))
+  refuse_unused(unused_fields(c.data, sorted(other), defaults.data, "data."),
+                f"by {c.dataset}" + ("" if c.dataset == "luna" else
+                                     " (its image size and cropping come from its name)"))
   if c.data.dir:
-    refuse([f"data.{f}" for f in ("synthetic_train", "synthetic_test", "synthetic_n")
-            if f not in other], "with data.dir set (they cap the embedded synthetic data)")
+    refuse_unused(unused_fields(c.data, [f for f in ("synthetic_train", "synthetic_test",
+                                                     "synthetic_n") if f not in other],
+                                defaults.data, "data."),
+                  "with data.dir set (they cap the embedded synthetic data)")
   if c.model == "dbn":
     tiny = c.smoke or c.model_size == "tiny"
-    refuse(["dbn.hidden" if tiny else "dbn.tiny_hidden"],
-           f"with model_size={'tiny' if tiny else 'full'!r} "
-           f"({'dbn.tiny_hidden' if tiny else 'dbn.hidden'} is)")
-  if reasons:
-    raise ConfigError("; ".join(reasons) + ": remove them (a setting the run ignores would be "
-                      "recorded in config.json as if it had been used)")
+    refuse_unused(unused_fields(c.dbn, ["hidden" if tiny else "tiny_hidden"], defaults.dbn,
+                                "dbn."),
+                  f"with model_size={'tiny' if tiny else 'full'!r} "
+                  f"({'dbn.tiny_hidden' if tiny else 'dbn.hidden'} is)")

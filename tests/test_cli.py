@@ -26,6 +26,15 @@ def _cli(*args, cwd=None, timeout=300):
     (["--config.data.pad=foo"], "data.pad must be 'border' or 'zero'"),
     (["--config.smoke=True", "--config.batch_size=100000"],
      "batch_size 100000 is larger than the 240 training examples"),
+    (["--seeds=0,0"], "--seeds: seed 0 is listed twice"),
+    (["--seeds=1,-1"], "--seeds: seeds must be in 0.."),
+    (["--config.seed=-2"], "seed must be in 0.."),
+    (["--config.learning_rate=inf"], "learning_rate must be a finite number, got inf"),
+    (["--config.data.max_train=-5"], "data.max_train must be >= 1 or None, got -5"),
+    (["--stack_seeds=on"], "--stack_seeds applies to --seeds"),
+    (["--seeds=0,1", "--config.seed=3"], "--seeds replaces --config.seed"),
+    ([f"--config.data.dir={os.path.join(ROOT, 'README.md')}"],
+     "README.md is a file; data.dir must be the folder holding"),
 ])
 def test_user_errors_print_one_line_and_exit_2(tmp_path, flags, message):
   workdir = tmp_path / "run"
@@ -34,7 +43,7 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, flags, message):
   err = proc.stderr.strip().splitlines()
   assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], proc.stderr
   assert "Traceback" not in proc.stdout + proc.stderr
-  assert not (workdir / "config.json").exists()  # nothing written before the check
+  assert not workdir.exists()  # refused before anything was written: no workdir left
 
 
 def test_experiment_help_lists_flags_and_nested_config_fields():

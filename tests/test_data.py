@@ -132,3 +132,41 @@ def test_paper_patch_set_uses_val_as_test_and_holds_out_validation():
   assert len(data.test) == 1297 and not data.synthetic
   assert len(data.train) + len(data.val) == 5186
   assert not set(data.train.names) & set(data.val.names)
+
+
+def test_data_dir_pointing_at_a_file_says_it_must_be_the_folder(tmp_path):
+  from medjax import config as config_lib
+  from medjax.data import load_dataset
+  _write_patch_folder(tmp_path, [("image_1.jpg", 0, _img())])
+  config = config_lib.base_config("luna", "cnn")
+  config.data.dir = str(tmp_path / "traindatalabels.txt")
+  with pytest.raises(DataError, match=r"traindatalabels.txt is a file; data.dir must be the "
+                                      r"folder holding traindatalabels.txt"):
+    load_dataset("luna", config.data, 0)
+  with pytest.raises(DataError, match="is a file; data.dir must be the folder"):
+    luna16_patches.load_patch_folder(str(tmp_path / "traindatalabels.txt"))
+
+
+def test_patch_images_are_read_as_displayed(tmp_path):
+  shown = np.zeros((50, 50), np.uint8)
+  shown[:10, :] = 255  # a bright top band
+  exif = Image.Exif()
+  exif[0x0112] = 6  # stored rotated: Orientation "rotate 90 CW to display"
+  stored = Image.fromarray(shown).transpose(Image.Transpose.ROTATE_90)
+  os.makedirs(tmp_path / "train", exist_ok=True)
+  stored.save(tmp_path / "train" / "image_1.jpg", quality=100, exif=exif)
+  Image.fromarray(shown).save(tmp_path / "train" / "image_2.jpg", quality=100)
+  (tmp_path / "traindatalabels.txt").write_text("train/image_1.jpg 0\ntrain/image_2.jpg 1\n")
+  split = luna16_patches.load_split(str(tmp_path), "train")
+  assert np.abs(split.images[0].astype(int) - split.images[1].astype(int)).max() < 40
+
+
+def test_a_raw_ct_field_set_for_the_patch_folder_is_a_config_error(tmp_path):
+  from medjax.errors import ConfigError
+  _write_patch_folder(tmp_path, [("image_1.jpg", 0, _img())])
+  config = config_lib.base_config("luna", "cnn")
+  config.data.dir = str(tmp_path)
+  config.data.split = "random"
+  with pytest.raises(ConfigError, match=r"data.split='random' is not used by the paper's patch "
+                                        r"folder"):
+    load_dataset("luna", config.data, 0)

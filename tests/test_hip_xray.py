@@ -278,3 +278,71 @@ def test_load_hip_defaults_to_the_embedded_synthetic_folder():
                          0, crop=True, size=64)
   assert ds.synthetic and "synthetic" in ds.source and ds.image_shape == (64, 64, 1)
   assert len(ds.train) + len(ds.test) == 8 and ds.test.class_counts == (1, 1)
+
+
+def test_exif_orientation_is_applied_so_the_box_cuts_the_region_a_viewer_shows(tmp_path):
+  # The photo as displayed: 40 high, 56 wide, bright square at rows 10:30, columns 20:40. The
+  # camera stored it rotated (transposed), with EXIF Orientation 5 saying how to show it.
+  shown = np.full((40, 56), 30, np.uint8)
+  shown[10:30, 20:40] = 250
+  exif = Image.Exif()
+  exif[0x0112] = 5  # Orientation: transpose
+  os.makedirs(tmp_path / "img")
+  for i in range(8):
+    shown[0, :i + 1] = 0  # distinct files
+    Image.fromarray(shown.T.copy()).save(tmp_path / "img" / f"{i}.jpg", quality=95, exif=exif)
+  with open(tmp_path / "labels.csv", "w") as f:
+    f.write("path,label,x0,y0,x1,y1\n" + "".join(f"img/{i}.jpg,{i % 2},20,10,40,30\n"
+                                                for i in range(8)))
+  image = hip_xray.read_image(str(tmp_path / "img" / "0.jpg"))
+  assert image.shape == (40, 56)  # as displayed, not as stored (56 x 40)
+  ds = hip_xray.load_hip(_config(str(tmp_path)), 0, crop=True, size=32)
+  assert ds.train.images.min() >= 235  # the box holds the bright square, not the background
+
+
+@pytest.mark.parametrize("box, match", [
+    ("inf,10,40,30", r"labels.csv:3: crop box x0,y0,x1,y1 must be finite numbers >= 0"),
+    ("nan,10,40,30", r"labels.csv:3: crop box x0,y0,x1,y1 must be finite numbers >= 0"),
+    ("-5,10,40,30", r"labels.csv:3: crop box x0,y0,x1,y1 must be finite numbers >= 0"),
+    ("20,30,40,10", r"labels.csv:3: crop box .* is empty"),
+    ("1e400,10,40,30", r"labels.csv:3: crop box x0,y0,x1,y1 must be finite numbers >= 0"),
+])
+def test_a_bad_crop_box_is_refused_naming_its_row(tmp_path, box, match):
+  root = _write_csv_folder(tmp_path, 4)
+  lines = (tmp_path / "labels.csv").read_text().splitlines()
+  lines[2] = f"img/1.png,1,{box}"
+  (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
+  with pytest.raises(DataError, match=match):
+    hip_xray.list_entries(root)
+
+
+def test_a_crop_box_outside_its_image_names_the_row(tmp_path):
+  root = _write_csv_folder(tmp_path, 4, extra_rows=[["img/0.png", 0, 20, 10, 400, 30]])
+  with pytest.raises(DataError, match=r"labels.csv:6.*img/0.png.*outside the 56x40 image"):
+    hip_xray.load_hip(_config(root, allow_duplicates=True), 0, crop=True, size=32)
+
+
+def test_a_decompression_bomb_is_a_data_error_naming_the_file(tmp_path, monkeypatch):
+  root = _write_csv_folder(tmp_path, 4)
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 56x40 = 2240 px: over the limit
+  with pytest.raises(DataError, match=r"img/0.png: Image size \(2240 pixels\) exceeds limit.*"
+                                      r"decompression bomb"):
+    hip_xray.read_image(os.path.join(root, "img", "0.png"))
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # over the limit, under twice it
+  with pytest.raises(DataError, match=r"img/0.png: Image size \(2240 pixels\)"):
+    hip_xray.load_hip(_config(root, cache=False), 0, crop=False, size=32)
+
+
+def test_an_image_of_several_frames_is_refused(tmp_path):
+  frames = [Image.fromarray(np.full((8, 8), v, np.uint8)) for v in (0, 255)]
+  path = tmp_path / "anim.png"
+  frames[0].save(path, save_all=True, append_images=frames[1:])
+  with pytest.raises(DataError, match="anim.png: holds 2 frames"):
+    hip_xray.read_image(str(path))
+
+
+def test_data_dir_pointing_at_the_labels_file_says_so(tmp_path):
+  root = _write_csv_folder(tmp_path, 4)
+  with pytest.raises(DataError, match=r"labels.csv is a file; data.dir must be the folder "
+                                      r"holding labels.csv"):
+    hip_xray.load_hip(_config(os.path.join(root, "labels.csv")), 0, crop=False, size=32)

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from medjax.config import DATASETS, hip_variant
+from medjax.data import checks
 from medjax.data.base import (DataError, Dataset, Split, check_both_classes,
                               stratified_holdout)
 
@@ -48,14 +49,16 @@ def load_luna(data_config, seed: int) -> Dataset:
   root = data_config.dir
   is_synthetic = not root
   froc_files = (None, None)
-  if root and os.path.isfile(root) and root.endswith(".npz"):
+  kind = _luna_kind(root)
+  _check_used(data_config, kind)
+  if kind == "npz":
     splits, source = luna16.load_splits(root), root
-  elif root and os.path.isfile(luna16_patches.label_file(root, "train")):
+  elif kind == "patches":
     splits = luna16_patches.load_patch_folder(
         root, image_size=data_config.image_size, include_rotated=data_config.include_rotated,
         allow_duplicates=data_config.allow_duplicates, bit_depth=data_config.bit_depth)
     source = root
-  elif root and os.path.isdir(root) and luna16.is_raw_layout(root):
+  elif kind == "raw":
     splits = luna16.prepare(root, luna16.Options.from_config(data_config, seed),
                             workers=data_config.workers, cache=data_config.cache)
     source = f"{root} (raw CT, {_split_label(data_config)})"
@@ -87,6 +90,43 @@ def load_luna(data_config, seed: int) -> Dataset:
     check_both_classes(split, f"{source}: {name} split")
   return Dataset("luna", train=train, val=val, test=test, synthetic=is_synthetic, source=source,
                  annotations=froc_files[0], excluded=froc_files[1])
+
+
+def _luna_kind(root: str | None) -> str | None:
+  """What LUNA16 data.dir holds: "npz", "patches", "raw", "synthetic" (unset), or None (a folder
+  of neither layout: the patch loader says what it expected). A file that is not an .npz is a
+  DataError."""
+  from medjax.data import luna16, luna16_patches
+  if not root:
+    return "synthetic"
+  if os.path.isfile(root) and root.endswith(".npz"):
+    return "npz"
+  if os.path.isfile(luna16_patches.label_file(root, "train")):
+    return "patches"
+  checks.data_folder(root, f"{luna16_patches.HOLDING}, or a raw LUNA16 layout (subset*/ and "
+                     "candidates.csv); or name a prepared .npz file")
+  return "raw" if luna16.is_raw_layout(root) else None
+
+
+# data.* fields that only some LUNA16 sources read.
+RAW_FIELDS = ("split", "fold", "candidates", "neg_ratio", "test_neg_ratio", "augment_positives",
+              "augment_shift", "hu_window", "slices", "workers", "test_fraction")
+PATCH_FIELDS = ("include_rotated", "bit_depth")
+UNUSED = {"npz": (RAW_FIELDS + PATCH_FIELDS + ("image_size",), "by prepared .npz patches"),
+          "patches": (RAW_FIELDS, "by the paper's patch folder (they apply to raw LUNA16 CT)"),
+          "raw": (PATCH_FIELDS, "by raw LUNA16 CT (they apply to the paper's patch folder)"),
+          "synthetic": (PATCH_FIELDS, "by the embedded synthetic CT volumes (they apply to the "
+                        "paper's patch folder)")}
+
+
+def _check_used(data_config, kind: str | None) -> None:
+  """ConfigError for the data fields that what data.dir holds never reads."""
+  from medjax import config as config_lib
+  if kind not in UNUSED:
+    return
+  names, why = UNUSED[kind]
+  defaults = config_lib.base_config("luna", "cnn").data
+  config_lib.refuse_unused(config_lib.unused_fields(data_config, names, defaults, "data."), why)
 
 
 def _froc_files(root: str) -> tuple[str | None, str | None]:

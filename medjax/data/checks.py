@@ -1,5 +1,6 @@
-"""Checks shared by the folder loaders (LUNA16 patches, hip X-rays): label-file encodings,
-duplicates and leakage between splits, and the bit depth of 16-bit images."""
+"""Checks shared by the folder loaders (LUNA16 patches, hip X-rays): the data folder, label-file
+encodings, reading an image as it is displayed, duplicates and leakage between splits, and the
+bit depth of 16-bit images."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import codecs
 import collections
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 import struct
+import warnings
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medjax.errors import ConfigError, DataError
 
@@ -19,6 +23,62 @@ log = logging.getLogger(__name__)
 
 EXAMPLES = 3  # examples named per kind of problem
 SMALL_RANGE = 1 / 16  # brightest pixel under this fraction of the full scale: warn
+
+
+# The data folder.
+
+def data_folder(root: str, holding: str) -> str:
+  """`root` when it is a folder; else a DataError saying what it is (a file given for the folder
+  holding it, or nothing at all). `holding`: what the folder should hold."""
+  if os.path.isdir(root):
+    return root
+  if os.path.exists(root):
+    raise DataError(f"{root} is a file; data.dir must be the folder holding {holding}")
+  raise DataError(f"data.dir does not exist: {root} (expected the folder holding {holding})")
+
+
+# Images.
+
+def read_pixels(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, bytes, int, int]:
+  """(pixels, the file's bytes, brightest stored value, full scale) of a PNG or JPEG as a viewer
+  shows it: EXIF orientation applied (a camera or scanner may store the pixels rotated, and a
+  crop box drawn on the displayed image must cut the same region). 8-bit and colour images:
+  uint8 [H, W] luminance (full scale 0); 16-bit: float32 in [0, 1] by `full_scale`.
+
+  DataError naming the file for a missing or undecodable file, an image of several frames (an
+  animation or a multi-page file: which one was meant?) and an image over Pillow's
+  decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`).
+  """
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise DataError(f"listed image is missing: {path}") from None
+  except OSError as e:
+    raise DataError(f"cannot read image {path}: {e.strerror or e}") from None
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter("error", Image.DecompressionBombWarning)
+      with Image.open(io.BytesIO(data)) as im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+          raise DataError(f"{path}: holds {frames} frames (an animation or a multi-page file); "
+                          "save the one image to use on its own")
+        im = ImageOps.exif_transpose(im)
+        if im.mode.startswith("I;16") or im.mode == "I":
+          unit, raw_max, full = sixteen_bit_to_unit(
+              np.asarray(im), declared=png_significant_bits(data), configured=bit_depth,
+              where=path)
+          return unit, data, raw_max, full
+        return np.asarray(im.convert("L"), dtype=np.uint8), data, 0, 0
+  except DataError:
+    raise
+  except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    raise DataError(f"{path}: {str(e).rstrip('.')} (Pillow's guard against decompression "
+                    "bombs, PIL.Image.MAX_IMAGE_PIXELS); downscale a real image this large "
+                    "first") from None
+  except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    raise DataError(f"cannot decode image {path}: {e}") from None
 
 
 # Label files.

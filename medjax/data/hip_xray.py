@@ -2,14 +2,14 @@
 
 Two layouts (the paper's set is private, so medjax reads the user's):
   - `labels.csv` (UTF-8, or UTF-16 with a BOM) with columns `path,label` (label 1 = fracture),
-    optionally a crop box `x0,y0,x1,y1` in original pixels (x1, y1 exclusive), a `patient`
-    column and a `split` column (train/val/test); other columns are ignored. Paths are relative
-    to the folder.
+    optionally a crop box `x0,y0,x1,y1` in pixels of the image as a viewer shows it (EXIF
+    orientation applied; x1, y1 exclusive), a `patient` column and a `split` column
+    (train/val/test); other columns are ignored. Paths are relative to the folder.
   - no CSV: class sub-folders `positive/` and `negative/` (searched recursively); no crop boxes.
-Images: PNG or JPEG, 8 or 16 bit, and DICOM when pydicom is installed. 16-bit images are scaled
-to [0, 1] by `data.bit_depth`, else the depth the file declares (PNG sBIT, DICOM BitsStored),
-else 65535, so their precision is kept until the final 8-bit quantisation; images using under
-1/16 of that range are logged with the fix.
+Images: PNG or JPEG, 8 or 16 bit, as displayed (EXIF orientation applied), and DICOM when
+pydicom is installed. 16-bit images are scaled to [0, 1] by `data.bit_depth`, else the depth the
+file declares (PNG sBIT, DICOM BitsStored), else 65535, so their precision is kept until the
+final 8-bit quantisation; images using under 1/16 of that range are logged with the fix.
 
 Preprocessing, as small functions: `read_image` -> `crop_to_box` (cropped variants) ->
 `pad_to_square` -> `resize` -> `to_uint8`. Images are padded to a square, never stretched, so
@@ -34,7 +34,7 @@ import logging
 import os
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from medjax.data import checks
 from medjax.data.base import DataError, Dataset, Split, check_both_classes, save_npz_atomic
@@ -42,7 +42,7 @@ from medjax.data.base import cache_dir
 
 log = logging.getLogger(__name__)
 
-VERSION = 2  # 2: 16-bit images scaled by their bit depth
+VERSION = 3  # 2: 16-bit images scaled by their bit depth; 3: EXIF orientation applied
 SIZES = (128, 256)  # the paper's
 LABELS_CSV = "labels.csv"
 CLASS_FOLDERS = (("negative", 0), ("positive", 1))
@@ -55,12 +55,14 @@ SPLITS = ("train", "val", "test")
 
 @dataclasses.dataclass(frozen=True)
 class Entry:
-  """One listed image: path relative to the folder, label, optional crop box, patient and split."""
+  """One listed image: path relative to the folder, label, optional crop box, patient and split,
+  and where it is listed (`labels.csv:7`)."""
   path: str
   label: int
   box: tuple[int, int, int, int] | None = None
   patient: str | None = None
   split: str | None = None
+  source: str | None = None
 
 
 def read_labels_csv(path: str) -> list[Entry]:
@@ -101,11 +103,7 @@ def read_labels_csv(path: str) -> list[Entry]:
     if all(has_box):
       cells = [row[col[c]] for c in BOX_COLUMNS]
       if any(cells):
-        try:
-          box = tuple(int(round(float(c))) for c in cells)
-        except ValueError:
-          raise DataError(f"{where}: crop box must be four numbers x0,y0,x1,y1, "
-                          f"got {cells}") from None
+        box = _parse_box(cells, where)
     patient = None
     if "patient" in col:
       patient = row[col["patient"]]
@@ -117,10 +115,26 @@ def read_labels_csv(path: str) -> list[Entry]:
       split = row[col["split"]].lower()
       if split not in SPLITS:
         raise DataError(f"{where}: split must be train, val or test, got {row[col['split']]!r}")
-    entries.append(Entry(rel, int(label), box, patient, split))
+    entries.append(Entry(rel, int(label), box, patient, split, where))
   if not entries:
     raise DataError(f"{path}: no rows")
   return entries
+
+
+def _parse_box(cells: list[str], where: str) -> tuple[int, int, int, int]:
+  """x0,y0,x1,y1 as pixel indices: finite numbers >= 0 (rounded), x0 < x1 and y0 < y1."""
+  try:
+    values = [float(c) for c in cells]
+  except ValueError:
+    raise DataError(f"{where}: crop box must be four numbers x0,y0,x1,y1, got {cells}") from None
+  if not all(np.isfinite(v) and v >= 0 for v in values):
+    raise DataError(f"{where}: crop box x0,y0,x1,y1 must be finite numbers >= 0 (pixels), got "
+                    f"{','.join(cells)}")
+  x0, y0, x1, y1 = (int(round(v)) for v in values)
+  if x1 <= x0 or y1 <= y0:
+    raise DataError(f"{where}: crop box x0,y0,x1,y1 = {x0},{y0},{x1},{y1} is empty (need "
+                    "x0 < x1 and y0 < y1)")
+  return x0, y0, x1, y1
 
 
 def scan_class_folders(root: str) -> list[Entry]:
@@ -141,8 +155,8 @@ def scan_class_folders(root: str) -> list[Entry]:
 
 def list_entries(root: str) -> list[Entry]:
   """The folder's images, from labels.csv if present, else from the class sub-folders."""
-  if not os.path.isdir(root):
-    raise DataError(f"hip X-ray folder does not exist: {root}")
+  checks.data_folder(root, f"{LABELS_CSV} or the sub-folders positive/ and negative/ (a hip "
+                     "X-ray folder)")
   csv_path = os.path.join(root, LABELS_CSV)
   if os.path.isfile(csv_path):
     entries = read_labels_csv(csv_path)
@@ -203,23 +217,12 @@ def _read_dicom(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, in
 
 def _read_pixels(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, int, int]:
   """(float32 [H, W] in [0, 1], brightest stored value, full scale); the last two are 0 for
-  8-bit images. 16-bit PNG/TIFF: scaled by `checks.full_scale` (bit_depth, else PNG sBIT)."""
+  8-bit images. PNG/JPEG as displayed (`checks.read_pixels`: EXIF orientation applied; 16-bit
+  scaled by `checks.full_scale`: bit_depth, else PNG sBIT)."""
   if path.lower().endswith(DICOM_SUFFIXES):
     return _read_dicom(path, bit_depth)
-  try:
-    with open(path, "rb") as f:
-      data = f.read()
-    with Image.open(io.BytesIO(data)) as im:
-      if im.mode.startswith("I;16") or im.mode == "I":
-        return checks.sixteen_bit_to_unit(np.asarray(im), where=path, configured=bit_depth,
-                                          declared=checks.png_significant_bits(data))
-      return to_unit(np.asarray(im.convert("L"), dtype=np.uint8)), 0, 0
-  except DataError:
-    raise
-  except FileNotFoundError:
-    raise DataError(f"listed image is missing: {path}") from None
-  except (UnidentifiedImageError, OSError, ValueError) as e:
-    raise DataError(f"cannot decode image {path}: {e}") from None
+  pixels, _, peak, full = checks.read_pixels(path, bit_depth)
+  return (pixels if full else to_unit(pixels)), peak, full
 
 
 def read_image(path: str, bit_depth: int | None = None) -> np.ndarray:
@@ -309,7 +312,8 @@ def _prepare_one(root: str, entry: Entry, *, crop: bool, size: int, pad: str | f
                  bit_depth: int | None) -> tuple[np.ndarray, int, int]:
   full_path = os.path.join(root, entry.path)
   image, peak, full = _read_pixels(full_path, bit_depth)
-  return preprocess(image, entry.box, crop=crop, size=size, pad=pad, where=full_path), peak, full
+  where = f"{entry.source} ({full_path})" if entry.source else full_path
+  return preprocess(image, entry.box, crop=crop, size=size, pad=pad, where=where), peak, full
 
 
 def prepare_entry(root: str, entry: Entry, *, crop: bool, size: int, pad: str | float = "border",

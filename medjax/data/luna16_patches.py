@@ -12,13 +12,11 @@ Read with Pillow and numpy only: no TensorFlow, so this works on JAX-only GPU ma
 from __future__ import annotations
 
 import dataclasses
-import io
 import logging
 import os
 import re
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from medjax.data import checks
 from medjax.data.base import DataError, Split, check_labels
@@ -28,6 +26,7 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 ROTATED_OFFSETS = (1_000_000, 2_000_000)
 _NAME = re.compile(r"image_(\d+)\.jpg$")
+HOLDING = "traindatalabels.txt and the train/ images (the paper's LUNA16 patch set)"
 
 
 def label_file(root: str, split: str) -> str:
@@ -78,24 +77,10 @@ def _entries_by_split(root: str, files: list[str]) -> dict[str, list[tuple[str, 
 
 
 def _read_image(path: str, bit_depth: int | None = None) -> tuple[np.ndarray, str, int, int]:
-  """(pixels, digest of the file bytes, brightest pixel, full scale). 8-bit and colour images:
-  uint8 [H, W] (full scale 0); 16-bit: float32 [H, W] in [0, 1] by `checks.full_scale`."""
-  try:
-    with open(path, "rb") as f:
-      data = f.read()
-    with Image.open(io.BytesIO(data)) as im:
-      if im.mode.startswith("I;16") or im.mode == "I":
-        unit, raw_max, full = checks.sixteen_bit_to_unit(
-            np.asarray(im), declared=checks.png_significant_bits(data), configured=bit_depth,
-            where=path)
-        return unit, checks.file_digest(data), raw_max, full
-      return np.asarray(im.convert("L"), dtype=np.uint8), checks.file_digest(data), 0, 0
-  except DataError:
-    raise
-  except FileNotFoundError:
-    raise DataError(f"listed image is missing: {path}") from None
-  except (UnidentifiedImageError, OSError, ValueError) as e:
-    raise DataError(f"cannot decode image {path}: {e}") from None
+  """(pixels, digest of the file bytes, brightest pixel, full scale) by `checks.read_pixels`:
+  8-bit and colour images uint8 [H, W] (full scale 0), 16-bit float32 [H, W] in [0, 1]."""
+  pixels, data, raw_max, full = checks.read_pixels(path, bit_depth)
+  return pixels, checks.file_digest(data), raw_max, full
 
 
 def _read_split(root: str, split: str, entries: list[tuple[str, int, str]], *,
@@ -174,8 +159,7 @@ def load_patch_folder(root: str, *, image_size: int = 50, include_rotated: bool 
   Duplicates and leakage are checked within and across the splits (see `load_split`); when
   one split has 16-bit images, every split is float32 in [0, 1].
   """
-  if not os.path.isdir(root):
-    raise DataError(f"data dir does not exist: {root}")
+  checks.data_folder(root, HOLDING)
   files = available_splits(root)
   if "train" not in files:
     raise DataError(f"{root} is not a LUNA16 patch folder: no {os.path.basename(label_file(root, 'train'))} "
