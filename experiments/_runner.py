@@ -14,6 +14,7 @@ import jax
 
 from medjax import cli, platform, rundir
 from medjax import config as config_lib
+from medjax.analysis.seed_ensemble import write_seed_ensemble
 from medjax.errors import ConfigError
 from medjax.data import load_dataset
 from medjax.data.base import with_labelled_subset
@@ -181,7 +182,6 @@ def main(get_config, doc: str | None = None) -> None:
                                stack=stack):
         print("\n" + results_table(results), flush=True)
       if len(seeds) > 1 and rundir.is_writer():
-        from medjax.eval.ensemble import write_seed_ensemble
         ens = write_seed_ensemble(workdirs, os.path.join(workdir, "ensemble"))
         t = ens["test"]
         print(f"\nensemble of seeds {seeds} (mean probability): accuracy {t['accuracy']:.4f}, "

@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from medjax.analysis.seed_ensemble import write_seed_ensemble
 from medjax.config import DATASETS, MODELS, PAPER_TABLE2
 from medjax.errors import ConfigError, UserError
 
@@ -94,7 +95,6 @@ def cell_ensemble(cell: str, seeds: list[int], workdir: str) -> dict | None:
   """The ensemble of the cell's seeds (mean probability) in <workdir>/<cell>/ensemble."""
   if len(seeds) < 2:
     return None
-  from medjax.eval.ensemble import write_seed_ensemble
   return write_seed_ensemble([os.path.join(workdir, cell, f"seed{s}") for s in seeds],
                              os.path.join(workdir, cell, "ensemble"))
 

@@ -34,14 +34,51 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def finished_cnn_run(tmp_path_factory) -> str:
-  """A 1-epoch luna_cnn smoke run's workdir, trained once per session (restore, saliency)."""
-  import os as _os
-  from experiments import _runner, luna_cnn
-  workdir = str(tmp_path_factory.mktemp("luna_cnn_smoke"))
-  config = luna_cnn.get_config()
-  config.smoke = True
-  config.num_epochs = 1
-  _runner.run(config, workdir)
-  assert _os.path.exists(_os.path.join(workdir, "results.json"))
-  return workdir
+def finished_run(tmp_path_factory):
+  """`finished_run(model)`: the workdir of a 1-epoch luna_<model> smoke run, trained on first
+  use, once per session (the post-run tools are tested on a run of every model)."""
+  import importlib
+  from experiments import _runner
+  runs = {}
+
+  def get(model: str) -> str:
+    if model not in runs:
+      workdir = str(tmp_path_factory.mktemp(f"luna_{model}_smoke"))
+      config = importlib.import_module(f"experiments.luna_{model}").get_config()
+      config.smoke = True
+      config.num_epochs = 1
+      _runner.run(config, workdir)
+      assert os.path.exists(os.path.join(workdir, "results.json"))
+      runs[model] = workdir
+    return runs[model]
+
+  return get
+
+
+@pytest.fixture(scope="session")
+def finished_ensemble(finished_run, tmp_path_factory):
+  """`finished_ensemble(model)`: the directory of a seed ensemble of two members, the
+  `finished_run(model)` and a copy of it relabelled seed 1 (loading is what differs by model,
+  not averaging)."""
+  import json
+  import shutil
+  from medjax.analysis.seed_ensemble import write_seed_ensemble
+  ensembles = {}
+
+  def get(model: str) -> str:
+    if model not in ensembles:
+      root = tmp_path_factory.mktemp(f"luna_{model}_seeds")
+      seed0, seed1 = str(root / "seed0"), str(root / "seed1")
+      shutil.copytree(finished_run(model), seed0, ignore=shutil.ignore_patterns(".lock"))
+      shutil.copytree(seed0, seed1)
+      for name in ("config.json", "results.json"):
+        with open(os.path.join(seed1, name)) as f:
+          content = json.load(f)
+        content["seed"] = 1
+        with open(os.path.join(seed1, name), "w") as f:
+          json.dump(content, f)
+      write_seed_ensemble([seed0, seed1], str(root / "ensemble"))
+      ensembles[model] = str(root / "ensemble")
+    return ensembles[model]
+
+  return get

@@ -6,25 +6,28 @@ import shutil
 import numpy as np
 import pytest
 
+from medjax.analysis.restore import load_config, restore
+from medjax.config import MODELS
 from medjax.data import load_dataset
 from medjax.errors import WorkdirError
-from medjax.eval.restore import load_config, restore
 
-pytestmark = pytest.mark.slow  # an end-to-end training run
+pytestmark = pytest.mark.slow  # end-to-end training runs
 
 
 @pytest.fixture
-def cnn_run(finished_cnn_run):
-  return finished_cnn_run
+def cnn_run(finished_run):
+  return finished_run("cnn")
 
 
-def test_restore_reproduces_the_run_predictions(cnn_run):
-  run = restore(cnn_run)
-  with open(os.path.join(cnn_run, "results.json")) as f:
+@pytest.mark.parametrize("model", MODELS)
+def test_restore_reproduces_the_run_predictions(finished_run, model):
+  workdir = finished_run(model)
+  run = restore(workdir)
+  with open(os.path.join(workdir, "results.json")) as f:
     assert run.epoch == json.load(f)["checkpoint"]["epoch"]
-  assert run.config.experiment == "luna_cnn" and run.config.smoke and run.synthetic
+  assert run.config.experiment == f"luna_{model}" and run.config.smoke and run.synthetic
   assert run.image_shape == (50, 50, 1)
-  with open(os.path.join(cnn_run, "predictions.csv")) as f:
+  with open(os.path.join(workdir, "predictions.csv")) as f:
     rows = list(csv.DictReader(f))[:40]
   dataset = load_dataset(run.config.dataset, run.config.data, run.config.data.seed)
   assert [str(n) for n in dataset.test.names[:40]] == [r["name"] for r in rows]

@@ -1,14 +1,14 @@
 import json
+import os
 
 import numpy as np
 import pytest
 
-from experiments import _runner, luna_cnn, robustness
+from medjax.analysis import robustness
+from medjax.config import MODELS
 
 
-pytestmark = pytest.mark.slow  # end-to-end training runs
-
-
+@pytest.mark.slow
 def test_noise_and_resolution_transforms():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (4, 32, 32, 1)).astype(np.uint8)
@@ -25,19 +25,32 @@ def test_noise_and_resolution_transforms():
   assert blurred.std() < 0.2 * (checker / 255.0).std()  # the finest detail is gone
 
 
-def test_robustness_of_a_finished_run(tmp_path):
-  config = luna_cnn.get_config()
-  config.smoke = True
-  workdir = str(tmp_path / "run")
-  results = _runner.run(config, workdir)
+@pytest.mark.slow  # an end-to-end training run per model
+@pytest.mark.parametrize("model", MODELS)
+def test_robustness_of_a_finished_run_of_each_model(finished_run, model, tmp_path):
+  workdir = finished_run(model)
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
   rows = robustness.main([f"--workdirs={workdir}", f"--out={tmp_path / 'rob'}"])
   assert len(rows) == len(robustness.NOISE) + len(robustness.FACTORS)
+  assert {r["run"] for r in rows} == {f"luna_{model}"}
   clean = [r for r in rows if r["perturbation"] == "noise" and r["value"] == 0.0][0]
   assert clean["accuracy"] == pytest.approx(results["test"]["accuracy"])
   assert (tmp_path / "rob" / "robustness.png").stat().st_size > 0
   assert json.loads((tmp_path / "rob" / "robustness.json").read_text()) == rows
 
 
+@pytest.mark.slow  # an end-to-end training run
+def test_robustness_of_a_seed_ensemble(finished_ensemble, tmp_path):
+  workdir = finished_ensemble("cnn")
+  with open(os.path.join(workdir, "results.json")) as f:
+    results = json.load(f)
+  rows = robustness.evaluate_run(workdir, noise=(0.0,), factors=(1.0,))
+  assert [r["workdir"] for r in rows] == [workdir, workdir]
+  assert rows[0]["accuracy"] == pytest.approx(results["test"]["accuracy"])
+
+
+@pytest.mark.slow
 def test_figure_has_titles_fixed_axes_baselines_and_marks(tmp_path, monkeypatch):
   from medjax.eval import plots
   seen = {}

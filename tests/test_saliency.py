@@ -7,11 +7,12 @@ import numpy as np
 import optax
 import pytest
 
+from medjax.analysis import saliency
+from medjax.config import MODELS
+from medjax.errors import UserError
 from medjax.models import create_model
 from medjax.models.rbm import DBNTiny
 from medjax.models.sgan import DiscriminatorTiny, to_tanh_range
-from medjax.eval import saliency
-from medjax.errors import UserError
 from medjax.train import supervised
 from medjax.train.state import create_train_state
 
@@ -169,11 +170,24 @@ def test_saliency_figure(tmp_path):
   assert os.path.getsize(path) > 10_000
 
 
-@pytest.mark.slow  # trains a model
-def test_run_saliency_draws_a_finished_run(finished_cnn_run, tmp_path):
-  workdir = finished_cnn_run
+@pytest.mark.slow  # an end-to-end training run per model
+@pytest.mark.parametrize("model", MODELS)
+def test_run_saliency_draws_a_finished_run_of_each_model(finished_run, model, tmp_path):
+  workdir = finished_run(model)
   out = str(tmp_path / "figure.png")
+  # "both": Grad-CAM where the model has a feature map (not the DBN), integrated gradients.
   assert saliency.run_saliency(workdir, per_kind=1, steps=4, out=out) == out
   assert os.path.getsize(out) > 10_000
-  with pytest.raises(UserError, match="no feature map named 'dense'"):
-    saliency.run_saliency(workdir, method="gradcam", per_kind=1, layer="dense", out=out)
+  if model == "dbn":
+    with pytest.raises(UserError, match="no convolutional feature map"):
+      saliency.run_saliency(workdir, method="gradcam", per_kind=1, out=out)
+  else:
+    with pytest.raises(UserError, match="no feature map named 'dense'"):
+      saliency.run_saliency(workdir, method="gradcam", per_kind=1, layer="dense", out=out)
+
+
+@pytest.mark.slow  # an end-to-end training run
+def test_saliency_of_a_seed_ensemble_names_its_members(finished_ensemble):
+  workdir = finished_ensemble("cnn")
+  with pytest.raises(UserError, match="seed ensemble: saliency explains one model.*seed0"):
+    saliency.run_saliency(workdir)

@@ -4,9 +4,12 @@ import os
 import numpy as np
 import pytest
 
-from medjax.errors import DataError
 from medjax import rundir
-from medjax.eval import ensemble
+from medjax.analysis import seed_ensemble
+from medjax.analysis.restore import RestoredEnsemble, restore
+from medjax.config import MODELS
+from medjax.data import load_dataset
+from medjax.errors import DataError
 
 
 def _seed_run(path, seed, names, labels, probs):
@@ -29,7 +32,7 @@ def test_ensemble_predictions_are_exactly_the_mean_of_the_seeds(tmp_path):
     d = str(tmp_path / f"seed{seed}")
     _seed_run(d, seed, names, labels, np.clip(labels * 0.6 + rng.uniform(0, 0.4, 50), 0, 1))
     dirs.append(d)
-  results = ensemble.write_seed_ensemble(dirs, str(tmp_path / "ensemble"))
+  results = seed_ensemble.write_seed_ensemble(dirs, str(tmp_path / "ensemble"))
   members = [rundir.read_predictions(os.path.join(d, "predictions.csv"))[2] for d in dirs]
   got_names, got_labels, got = rundir.read_predictions(
       str(tmp_path / "ensemble" / "predictions.csv"))
@@ -47,5 +50,19 @@ def test_seeds_tested_on_different_examples_are_refused(tmp_path):
   _seed_run(str(tmp_path / "a"), 0, ["x", "y"], [0, 1], [0.1, 0.9])
   _seed_run(str(tmp_path / "b"), 1, ["x", "z"], [0, 1], [0.2, 0.8])
   with pytest.raises(DataError, match="other examples"):
-    ensemble.write_seed_ensemble([str(tmp_path / "a"), str(tmp_path / "b")],
-                                 str(tmp_path / "ens"))
+    seed_ensemble.write_seed_ensemble([str(tmp_path / "a"), str(tmp_path / "b")],
+                                      str(tmp_path / "ens"))
+
+
+@pytest.mark.slow  # an end-to-end training run per model
+@pytest.mark.parametrize("model", MODELS)
+def test_an_ensemble_of_each_model_restores_its_members(finished_ensemble, model):
+  workdir = finished_ensemble(model)
+  run = restore(workdir)
+  assert isinstance(run, RestoredEnsemble) and len(run.members) == 2
+  assert [m.config.model for m in run.members] == [model, model]
+  assert run.config.experiment == f"luna_{model}" and run.synthetic
+  names, _, probs = rundir.read_predictions(os.path.join(workdir, "predictions.csv"))
+  test = load_dataset(run.config.dataset, run.config.data, run.config.data.seed).test
+  assert [str(n) for n in test.names] == names
+  np.testing.assert_allclose(run.predict(test.images), probs, atol=1e-5)

@@ -4,10 +4,13 @@
     probs = run.predict(images)          # P(positive), as in the run's predictions.csv
     logits = run.logits(images)          # jitted; NHWC uint8 0..255 or float in [0, 1]
 
-The model is built as its trainer builds it (`medjax.train.loop` for the CNN and ResNet-50,
-`medjax.train.dbn` for the DBN, `medjax.train.sgan` for the SGAN, whose classifier is the
-discriminator) and the checkpoint that results.json says was tested is restored against a
-`jax.eval_shape` template of the trainer's state, read-only.
+    ensemble = restore("runs/luna_cnn/ensemble")   # the seeds' runs, restored one by one
+    probs = ensemble.predict(images)               # their mean, as in its predictions.csv
+
+Every model is loaded the same way, through the model table (`medjax.train.registry`): the
+classifier is built as its trainer builds it (the SGAN's is its discriminator), and the
+checkpoint that results.json says was tested is restored, read-only, against a `jax.eval_shape`
+template of the trainer's state.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import orbax.checkpoint as ocp
 
 from medjax import config as config_lib
 from medjax.errors import WorkdirError
+from medjax.train.registry import model_spec
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +68,48 @@ class Restored:
     return bool(self.results.get("synthetic", not self.config.data.dir))
 
 
+@dataclasses.dataclass(frozen=True)
+class RestoredEnsemble:
+  """The seed ensemble of a directory that `medjax.analysis.seed_ensemble` wrote: its members'
+  runs restored; P(positive) is the mean of theirs, as in the ensemble's predictions.csv."""
+  workdir: str
+  results: dict[str, Any]
+  members: tuple[Restored, ...]
+
+  @property
+  def config(self) -> ml_collections.ConfigDict:
+    """The first member's config (the members share its data split)."""
+    return self.members[0].config
+
+  def predict(self, images, batch_size: int | None = None) -> np.ndarray:
+    return np.mean([m.predict(images, batch_size) for m in self.members], axis=0)
+
+  @property
+  def synthetic(self) -> bool:
+    return self.members[0].synthetic
+
+
 @functools.partial(jax.jit, static_argnames=("model", "preprocess"))
 def model_logits(variables, images, *, model, preprocess):
   """`model`'s logits [N, K] in inference mode for images as the data feeds them."""
   return model.apply(variables, preprocess(images), train=False)
+
+
+def is_ensemble(workdir: str) -> bool:
+  """Whether `workdir` holds a seed ensemble (results.json, no config.json of its own)."""
+  return (not os.path.isfile(os.path.join(workdir, "config.json")) and
+          os.path.isfile(os.path.join(workdir, "results.json")) and
+          read_json(workdir, "results.json", "seed ensemble").get("ensemble") is True)
+
+
+def restore_ensemble(workdir: str) -> RestoredEnsemble:
+  """Restores every member of the seed ensemble in `workdir` (see `restore`)."""
+  results = read_json(workdir, "results.json", "seed ensemble")
+  members = results.get("members")
+  if not members or not isinstance(members, list):
+    raise WorkdirError(f"{workdir}/results.json names no members of the ensemble")
+  return RestoredEnsemble(workdir=workdir, results=results, members=tuple(
+      restore(os.path.join(workdir, m)) for m in members))
 
 
 def read_json(workdir: str, name: str, what: str) -> dict[str, Any]:
@@ -123,36 +165,6 @@ def image_shape(workdir: str, config) -> tuple[int, int, int]:
   return size, size, config.data.slices if config.dataset == "luna" else 1
 
 
-def abstract_state(config, shape: tuple[int, int, int], n_train: int):
-  """(classifier, preprocess, template of the trainer's state, state -> variables)."""
-  init_rng = jax.random.key(config.seed)
-  if config.model == "sgan":
-    from medjax.models.sgan import to_tanh_range
-    from medjax.train import sgan
-    generator, discriminator = sgan.create_models(config, shape)
-    g_tx, d_tx = sgan.create_optimizers(config.sgan)
-    template = jax.eval_shape(lambda rng: sgan.create_state(
-        generator, discriminator, g_tx, d_tx, rng, shape, config.sgan.latent_dim), init_rng)
-    return discriminator, to_tanh_range, template, lambda s: {"params": s.d_params}
-
-  from medjax.train import optim
-  from medjax.train.state import create_train_state
-  from medjax.train.supervised import to_float
-  if config.model == "dbn":
-    from medjax.models import DTYPES
-    from medjax.models.rbm import DBN
-    from medjax.train.dbn import layer_sizes
-    model = DBN(num_classes=2, hidden=layer_sizes(config)[0], dtype=DTYPES[config.dtype])
-  else:
-    from medjax.models import create_model
-    model = create_model(config.model, size=config.model_size, num_classes=2,
-                         dtype=config.dtype)
-  tx, _ = optim.adam(config, max(1, n_train // config.batch_size))
-  template = jax.eval_shape(lambda rng: create_train_state(model, tx, rng, shape), init_rng)
-  return model, to_float, template, lambda s: {"params": s.params,
-                                               "batch_stats": s.batch_stats}
-
-
 def _not_read_only_notice(record: logging.LogRecord) -> bool:
   return "read only" not in record.getMessage()
 
@@ -189,11 +201,16 @@ def restore_state(checkpoints: str, epoch: int, template):
   return restored["state"]
 
 
-def restore(workdir: str, *, epoch: int | None = None) -> Restored:
-  """Loads the classifier of a finished run; `epoch` defaults to the checkpoint results.json
-  was tested with. Raises WorkdirError when the workdir, its results or checkpoint is missing."""
+def restore(workdir: str, *, epoch: int | None = None) -> Restored | RestoredEnsemble:
+  """Loads the classifier of a finished run, or the members of a seed ensemble's directory;
+  `epoch` defaults to the checkpoint results.json was tested with. Raises WorkdirError when the
+  workdir, its results or checkpoint is missing."""
   if not os.path.isdir(workdir):
     raise WorkdirError(f"{workdir} is not a directory: expected the workdir of a finished run")
+  if is_ensemble(workdir):
+    if epoch is not None:
+      raise WorkdirError(f"{workdir} is a seed ensemble: its members' epochs are their own")
+    return restore_ensemble(workdir)
   config = load_config(workdir)
   results = read_json(workdir, "results.json",
                       "finished run (no results.json: the run has not finished)")
@@ -204,11 +221,11 @@ def restore(workdir: str, *, epoch: int | None = None) -> Restored:
       raise WorkdirError(f"{workdir}/results.json does not say which checkpoint was tested "
                          "(no checkpoint.epoch)") from None
   shape = image_shape(workdir, config)
-  model, preprocess, template, to_variables = abstract_state(
-      config, shape, int(results.get("n_train") or config.batch_size))
+  spec = model_spec(config.model)
+  template = spec.state_template(config, shape, int(results.get("n_train") or config.batch_size))
   state = restore_state(os.path.join(os.path.abspath(workdir), "checkpoints"), epoch, template)
   log.info("restored %s (%s, %s) epoch %d from %s", config.experiment, config.model_size,
            config.dtype, epoch, workdir)
-  return Restored(workdir=workdir, config=config, results=results, model=model,
-                  variables=to_variables(state), preprocess=preprocess, epoch=epoch,
-                  image_shape=shape)
+  return Restored(workdir=workdir, config=config, results=results,
+                  model=spec.classifier(config, shape), variables=spec.variables(state),
+                  preprocess=spec.preprocess, epoch=epoch, image_shape=shape)

@@ -6,7 +6,8 @@
 examples in the same order: the seeds share one data split) and `results.json`, and writes into
 `out` a `predictions.csv` whose probabilities are exactly the mean of the seeds', and a
 `results.json` with every test metric of a single run (accuracy with its interval, AUC,
-sensitivity, specificity, confusion matrix, ECE) plus the seeds it averages.
+sensitivity, specificity, confusion matrix, ECE) plus the seeds it averages and their workdirs
+(`members`), through which `medjax.analysis.restore.restore(out)` loads the ensemble's models.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Saliency maps of a finished run: Grad-CAM and integrated gradients on its test images.
 
-    python -m medjax.eval.saliency WORKDIR [--method=gradcam|ig|both] [--per_kind=3] [--out=PATH]
-                                           [--steps=32] [--layer=NAME]
+    python -m medjax.analysis.saliency WORKDIR [--method=gradcam|ig|both] [--per_kind=3]
+                                               [--out=PATH] [--steps=32] [--layer=NAME]
 
 Writes saliency.png into WORKDIR (or --out): a few test images of each kind (true positives,
 false positives, true negatives, false negatives at P(positive) >= 0.5, the most confident of
@@ -27,7 +27,6 @@ data is fed in ([0, 1]); the SGAN's [-1, 1] mapping is part of the differentiate
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 import os
@@ -36,10 +35,16 @@ from typing import Any, Callable, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import flags
 from flax import linen as nn
 
 from medjax import cli
+from medjax.analysis.restore import RestoredEnsemble, restore
+from medjax.data import load_dataset
 from medjax.errors import UserError, WorkdirError
+from medjax.eval import plots
+from medjax.eval.plots import plt
+from medjax.rundir import read_predictions, writing
 from medjax.train.supervised import to_float
 
 log = logging.getLogger(__name__)
@@ -197,19 +202,6 @@ def grad_cam(model, variables, images, *, preprocess: Callable = to_float,
 
 # --- choosing examples ------------------------------------------------------------------------
 
-def read_predictions(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(names, labels, P(positive)) of a run's predictions.csv."""
-  if not os.path.isfile(path):
-    raise WorkdirError(f"{path} is missing: the run has not finished (no test predictions)")
-  try:
-    with open(path, newline="") as f:
-      rows = list(csv.DictReader(f))
-    return (np.array([r["name"] for r in rows]), np.array([int(r["label"]) for r in rows]),
-            np.array([float(r["prob_positive"]) for r in rows]))
-  except (KeyError, ValueError, TypeError) as e:
-    raise WorkdirError(f"{path}: expected the columns name,label,prob_positive ({e})") from None
-
-
 def select_examples(labels, probs, per_kind: int) -> dict[str, np.ndarray]:
   """Indices of up to `per_kind` examples of each kind (TP, FP, TN, FN), the most confident
   first: highest P(positive) among predicted positives, lowest among predicted negatives."""
@@ -255,8 +247,6 @@ def save_saliency_figure(path: str, images, maps, titles: Sequence[str], title: 
   so it shows where the evidence for "positive" lies in that image, not how strong it is (the
   titles carry P(positive)).
   """
-  import matplotlib.pyplot as plt
-  from medjax.eval import plots
   if not isinstance(maps, Mapping):
     maps = {"saliency": maps}
   maps = {k: np.asarray(v, np.float32) for k, v in maps.items()}
@@ -294,13 +284,12 @@ def save_saliency_figure(path: str, images, maps, titles: Sequence[str], title: 
 def run_saliency(workdir: str, *, method: str = "both", per_kind: int = 3,
                  out: str | None = None, steps: int = 32, layer: str | None = None) -> str:
   """Draws the saliency figure of a finished run; returns its path."""
-  from medjax.data import load_dataset
-  from medjax.eval import plots
-  from medjax.eval.restore import restore
-  from medjax.rundir import writing
   if method not in METHODS:
     raise UserError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
   run = restore(workdir)
+  if isinstance(run, RestoredEnsemble):
+    raise UserError(f"{workdir} is a seed ensemble: saliency explains one model; give one of "
+                    f"its members ({', '.join(m.workdir for m in run.members)})")
   config = run.config
   cam_layer, notes = None, []
   if method in ("gradcam", "both"):
@@ -312,7 +301,12 @@ def run_saliency(workdir: str, *, method: str = "both", per_kind: int = 3,
       notes.append(f"Grad-CAM on {cam_layer} ({h}x{w})")
     else:
       log.info("%s has no convolutional feature map: no Grad-CAM", config.model)
-  names, labels, probs = read_predictions(os.path.join(workdir, "predictions.csv"))
+  predictions_csv = os.path.join(workdir, "predictions.csv")
+  predictions = read_predictions(predictions_csv)
+  if predictions is None:
+    raise WorkdirError(f"{predictions_csv} is missing: the run has not finished (no test "
+                       "predictions)")
+  names, labels, probs = predictions
   if not len(names):
     raise WorkdirError(f"{workdir}/predictions.csv holds no test examples")
   picks = select_examples(labels, probs, per_kind)
@@ -363,7 +357,6 @@ def run_saliency(workdir: str, *, method: str = "both", per_kind: int = 3,
 # --- command line -----------------------------------------------------------------------------
 
 def define_flags() -> None:
-  from absl import flags
   flags.DEFINE_enum("method", "both", list(METHODS),
                     "gradcam: Grad-CAM (CNN, ResNet-50, SGAN discriminator); ig: integrated "
                     "gradients (every model); both.")
@@ -378,7 +371,6 @@ def define_flags() -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  from absl import flags
   if len(argv) != 2:
     raise UserError(f"expected one WORKDIR, got {len(argv) - 1} argument(s)"
                     + (f": {' '.join(argv[1:])}" if len(argv) > 1 else ""))
