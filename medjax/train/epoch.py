@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from medjax.data import Split, epoch_indices
+from medjax.train import parallel
 
 
 def step_indices(n: int, batch_size: int, *, seed: int | Sequence[int], epoch: int) -> np.ndarray:
@@ -76,7 +77,6 @@ class TFDataEpochs:
   def __init__(self, step_fn, split: Split, batch_size: int, *, seed, chunk: int, rng,
                mesh=None, prefetch: int = 2):
     from medjax.data.pipeline import tensorflow
-    from medjax.train import parallel
     self.tf = tensorflow()
     self.step_fn, self.batch_size, self.seed = step_fn, batch_size, seed
     self.chunk, self.rng, self.mesh, self.prefetch = chunk, rng, mesh, prefetch
@@ -97,7 +97,6 @@ class TFDataEpochs:
     return ds.prefetch(self.prefetch)
 
   def run(self, state, epoch: int) -> Iterator[tuple[object, list[dict]]]:
-    from medjax.train import parallel
     batches = self.dataset(epoch).as_numpy_iterator()
     if self.mesh is not None:
       batches = (parallel.put_local_batch(b, self.mesh) for b in batches)
