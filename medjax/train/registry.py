@@ -6,8 +6,9 @@
     template = spec.state_template(config, image_shape, n_train)   # for orbax restore
     logits = classifier.apply(spec.variables(state), spec.preprocess(images), train=False)
 
-This is the one place where medjax decides by model name: the experiment runner, stacked seeds
-and the post-run tools (`medjax.analysis`) read the table instead of testing `config.model`.
+Whatever trains a run or loads a finished one decides by model name here only: the experiment
+runner, stacked seeds and the post-run tools (`medjax.analysis`) read the table instead of
+testing `config.model` (the configs' per-model defaults live in `medjax.config`).
 The classifier of the SGAN is its discriminator, fed images in [-1, 1]; every other model is
 fed floats in [0, 1].
 """
