@@ -305,7 +305,7 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
     sample_fn = jax.jit(functools.partial(generate, generator=generator))
     sample_z = jax.random.normal(sample_rng, (s.sample_grid ** 2, s.latent_dim))
     samples_dir = run.file("samples")
-    if run.writer:
+    if run.writer and s.gan:
       os.makedirs(samples_dir, exist_ok=True)
     real = dataset.train.images[:s.sample_grid ** 2]
     member = driver.Member(config, run, events=loop.open_events(run))
