@@ -314,3 +314,36 @@ def test_module_runs_as_a_command(tmp_path):
   done = subprocess.run([sys.executable, "-m", "medjax.eval.froc", "--help"], capture_output=True,
                         text=True, env=env, cwd=tmp_path)
   assert done.returncode == 0 and "--seriesuids" in done.stdout
+
+
+@pytest.mark.parametrize("row, message", [
+    (("s1", 0, 0, 0, 0), r"ann.csv:3: diameter_mm must be a finite number > 0 \(mm\), got '0'"),
+    (("s1", 0, 0, 0, -4), r"ann.csv:3: diameter_mm must be a finite number > 0 \(mm\), got '-4'"),
+    (("s1", 0, 0, 0, "nan"), r"ann.csv:3: diameter_mm must be a finite number > 0"),
+    (("s1", "nan", 0, 0, 5), r"ann.csv:3: coordX must be finite, got 'nan'"),
+    (("s1", 0, "inf", 0, 5), r"ann.csv:3: coordY must be finite, got 'inf'"),
+])
+def test_annotations_with_a_diameter_nothing_can_hit_or_a_bad_centre_name_the_row(
+    tmp_path, row, message):
+  path = _write(tmp_path / "ann.csv", "seriesuid,coordX,coordY,coordZ,diameter_mm",
+                [("s1", 5, 5, 5, 6), row])
+  with pytest.raises(DataError, match=message):
+    froc.read_annotations(path)
+
+
+def test_excluded_findings_may_have_an_unknown_diameter_but_not_zero(tmp_path):
+  header = "seriesuid,coordX,coordY,coordZ,diameter_mm"
+  ok = froc.read_annotations(_write(tmp_path / "a.csv", header, [("s1", 0, 0, 0, -1)]),
+                             excluded=True)  # as in the challenge's annotations_excluded.csv
+  assert ok.value.tolist() == [-1.0]
+  with pytest.raises(DataError, match=r"b.csv:2: diameter_mm must be a finite number > 0 \(mm\) "
+                                      r"or negative \(unknown: 10 mm\), got '0'"):
+    froc.read_annotations(_write(tmp_path / "b.csv", header, [("s1", 0, 0, 0, 0)]), excluded=True)
+
+
+def test_command_refuses_a_zero_diameter_as_one_line(tmp_path, capsys):
+  pred = _write(tmp_path / "pred.csv", ",".join(froc.SUBMISSION_COLUMNS), [("s1", 0, 0, 0, 0.9)])
+  ann = _write(tmp_path / "ann.csv", "seriesuid,coordX,coordY,coordZ,diameter_mm",
+               [("s1", 0, 0, 0, 0)])
+  assert froc.cli([f"--predictions={pred}", f"--annotations={ann}", f"--out={tmp_path}"]) == 2
+  assert "ann.csv:2: diameter_mm must be a finite number > 0" in capsys.readouterr().err

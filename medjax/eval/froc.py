@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import sys
@@ -29,6 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from medjax.errors import DataError, UserError
+from medjax.rundir import write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +48,27 @@ class Findings:
   value: np.ndarray
 
 
-def read_csv(path: str, value_column: str) -> Findings:
+def read_csv(path: str, value_column: str, parse=None) -> Findings:
   """Reads seriesuid,coordX,coordY,coordZ,<value_column> rows (extra columns are ignored) with
-  the LUNA16 CSV reader (`medjax.data.luna16.tables`): every number finite, bad rows named."""
+  the LUNA16 CSV reader (`medjax.data.luna16.tables`): every number finite (the value checked
+  by `parse`, default any finite number), bad rows named."""
   from medjax.data.luna16 import tables
   columns = {"seriesuid": tables.text, "coordX": tables.number, "coordY": tables.number,
-             "coordZ": tables.number, value_column: tables.number}
+             "coordZ": tables.number, value_column: parse or tables.number}
   what = "predictions file" if value_column == "probability" else "annotations file"
   cols = tables.read_csv(path, columns, what=what)
   xyz = np.stack([cols["coordX"], cols["coordY"], cols["coordZ"]], axis=-1) if cols["coordX"] \
       else np.zeros((0, 3))
   return Findings(np.asarray(cols["seriesuid"], dtype=object), np.asarray(xyz, np.float64),
                   np.asarray(cols[value_column], np.float64))
+
+
+def read_annotations(path: str, *, excluded: bool = False) -> Findings:
+  """annotations.csv (nodules: a diameter > 0, else no mark can hit it) or, `excluded`,
+  annotations_excluded.csv (also a negative diameter: size unknown, scored as 10 mm)."""
+  from medjax.data.luna16 import tables
+  return read_csv(path, "diameter_mm",
+                  tables.excluded_diameter if excluded else tables.diameter)
 
 
 def read_seriesuids(path: str) -> list[str]:
@@ -74,25 +83,17 @@ def read_seriesuids(path: str) -> list[str]:
 
 def write_seriesuids(path: str, seriesuids: Iterable[str]) -> None:
   """The challenge's scan list: one uid a line, no header."""
-  _write_atomic(path, "".join(f"{u}\n" for u in seriesuids))
+  write_text(path, "".join(f"{u}\n" for u in seriesuids))
 
 
 def write_submission(path: str, seriesuid: Iterable[str], xyz: np.ndarray,
                      probability: np.ndarray) -> None:
   """The challenge's submission format: seriesuid,coordX,coordY,coordZ,probability. Numbers are
   written exactly (repr), so that rounding creates no ties the model did not make."""
-  lines = [",".join(SUBMISSION_COLUMNS)]
-  for uid, (x, y, z), p in zip(seriesuid, np.asarray(xyz, np.float64),
-                               np.asarray(probability, np.float64)):
-    lines.append(f"{uid},{float(x)!r},{float(y)!r},{float(z)!r},{float(p)!r}")
-  _write_atomic(path, "\n".join(lines) + "\n")
-
-
-def _write_atomic(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  write_csv(path, SUBMISSION_COLUMNS, (
+      (uid, repr(float(x)), repr(float(y)), repr(float(z)), repr(float(p)))
+      for uid, (x, y, z), p in zip(seriesuid, np.asarray(xyz, np.float64),
+                                   np.asarray(probability, np.float64))))
 
 
 def _group(findings: Findings | None) -> dict[str, np.ndarray]:
@@ -299,11 +300,11 @@ def write_run_froc(workdir: str, seriesuids: Sequence[str], world: np.ndarray,
   uids = sorted(set(np.asarray(seriesuids).tolist()))
   write_submission(sub, seriesuids, world, probs)
   write_seriesuids(os.path.join(workdir, "submission_seriesuids.csv"), uids)
-  result = evaluate(read_csv(sub, "probability"), read_csv(annotations_csv, "diameter_mm"), uids,
-                    read_csv(excluded_csv, "diameter_mm") if excluded_csv else None,
+  result = evaluate(read_csv(sub, "probability"), read_annotations(annotations_csv), uids,
+                    read_annotations(excluded_csv, excluded=True) if excluded_csv else None,
                     n_bootstrap=n_bootstrap)
   result = {"title": title, "synthetic": synthetic, **result}
-  _write_atomic(os.path.join(workdir, "froc.json"), json.dumps(result, indent=2))
+  write_json(os.path.join(workdir, "froc.json"), result)
   plot_froc(result, os.path.join(workdir, "froc.png"), title, synthetic=synthetic)
   return result
 
@@ -336,12 +337,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if not fv[name].value:
       raise UserError(f"--{name} is required")
   result = evaluate(read_csv(fv.predictions, "probability"),
-                    read_csv(fv.annotations, "diameter_mm"),
+                    read_annotations(fv.annotations),
                     read_seriesuids(fv.seriesuids) if fv.seriesuids else None,
-                    read_csv(fv.excluded, "diameter_mm") if fv.excluded else None,
+                    read_annotations(fv.excluded, excluded=True) if fv.excluded else None,
                     n_bootstrap=fv.bootstrap)
   os.makedirs(fv.out, exist_ok=True)
-  _write_atomic(os.path.join(fv.out, "froc.json"), json.dumps(result, indent=2))
+  write_json(os.path.join(fv.out, "froc.json"), result)
   plot_froc(result, os.path.join(fv.out, "froc.png"), fv.title)
   sens = ", ".join(f"{r}: {s:.3f}" for r, s in zip(FP_RATE_LABELS, result["sensitivity"]))
   print(f"{result['n_scans']} scans, {result['n_nodules']} nodules "

@@ -42,13 +42,35 @@ def number(field: str, column: str) -> float:
 
 def nonnegative(field: str, column: str) -> float:
   """A finite float >= 0 (a diameter)."""
-  try:
-    value = float(field)
-  except ValueError:
-    value = math.nan
+  value = _float_or_nan(field)
   if not (math.isfinite(value) and value >= 0):
     raise ValueError(f"{column} must be a finite number >= 0, got {field.strip()!r}")
   return value
+
+
+def diameter(field: str, column: str) -> float:
+  """A nodule's diameter: a finite number > 0 mm (0 or less: no mark could hit it)."""
+  value = _float_or_nan(field)
+  if not (math.isfinite(value) and value > 0):
+    raise ValueError(f"{column} must be a finite number > 0 (mm), got {field.strip()!r}")
+  return value
+
+
+def excluded_diameter(field: str, column: str) -> float:
+  """An excluded finding's diameter: > 0 mm, or negative for an unknown size (the challenge's
+  annotations_excluded.csv writes -1; it is scored as 10 mm). 0 would exclude nothing."""
+  value = _float_or_nan(field)
+  if not (math.isfinite(value) and value != 0):
+    raise ValueError(f"{column} must be a finite number > 0 (mm) or negative (unknown: 10 mm), "
+                     f"got {field.strip()!r}")
+  return value
+
+
+def _float_or_nan(field: str) -> float:
+  try:
+    return float(field)
+  except ValueError:
+    return math.nan
 
 
 def binary(field: str, column: str) -> int:
