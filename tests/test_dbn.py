@@ -161,3 +161,24 @@ def test_a_diverging_learning_rate_stops_the_run_before_results(tmp_path):
   with pytest.raises(NonFiniteLossError, match=r"pretrain RBM 1/2 .* at epoch 1"):
     _runner.run(config, str(tmp_path / "run"))
   assert not (tmp_path / "run" / "results.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing_key", "nan"])
+def test_a_damaged_pretrained_layer_file_is_one_error_naming_it(tmp_path, damage):
+  from medjax.errors import WorkdirError
+  from medjax.train import dbn
+  path = tmp_path / "layer_0.npz"
+  arrays = {"w": np.ones((4, 3), np.float32), "b_visible": np.zeros(4, np.float32),
+            "b_hidden": np.zeros(3, np.float32), "gaussian": False, "seconds": 1.0}
+  if damage == "missing_key":
+    del arrays["b_hidden"]
+  if damage == "nan":
+    arrays["w"][0, 0] = np.nan
+  np.savez(path, **arrays)
+  if damage == "garbage":
+    path.write_bytes(b"\x00garbage")
+  if damage == "truncated":
+    path.write_bytes(path.read_bytes()[:100])
+  with pytest.raises(WorkdirError, match=f"{path}: damaged pretrained layer") as err:
+    dbn._load_layer(str(path), 4, 3, gaussian=False)
+  assert "delete it" in str(err.value)

@@ -148,3 +148,17 @@ def test_a_run_whose_files_were_damaged_between_two_runs(finished_run, tmp_path,
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in records] == [1, 2]
   assert json.loads((workdir / "results.json").read_text())["epochs"] == 2
+
+
+def test_a_dbn_whose_pretrained_layer_was_damaged_between_two_runs(finished_run, tmp_path):
+  import shutil
+  from experiments import _runner, luna_dbn
+  from medjax.errors import WorkdirError
+  workdir = tmp_path / "run"
+  shutil.copytree(finished_run("dbn"), workdir)
+  _garble(str(workdir / "pretrain" / "layer_0.npz"))
+  config = luna_dbn.get_config()
+  config.smoke = True
+  config.num_epochs = 2
+  with pytest.raises(WorkdirError, match=r"layer_0.npz: damaged pretrained layer"):
+    _runner.run(config, str(workdir))

@@ -25,6 +25,7 @@ import numpy as np
 
 from medjax.data import Dataset
 from medjax.data.base import save_npz_atomic
+from medjax.errors import WorkdirError
 from medjax.models import DTYPES
 from medjax.models.rbm import DBN, RBM, dbn_params_from_stack, init_rbm
 from medjax.rundir import RunDir
@@ -63,14 +64,23 @@ def input_transform(x: np.ndarray, gaussian: bool) -> tuple[np.ndarray, np.ndarr
 
 
 def _load_layer(path: str, n_visible: int, n_hidden: int, gaussian: bool):
+  """(RBM, seconds) of a finished layer, None when there is none of this shape and kind; a
+  damaged file (cut short, a missing array, NaN weights) is one WorkdirError naming it."""
   if not os.path.exists(path):
     return None
-  with np.load(path) as f:
-    if f["w"].shape != (n_visible, n_hidden) or bool(f["gaussian"]) != gaussian:
-      return None
-    rbm = RBM(jnp.asarray(f["w"]), jnp.asarray(f["b_visible"]), jnp.asarray(f["b_hidden"]),
-              gaussian=gaussian)
-    return rbm, float(f["seconds"])
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      if f["w"].shape != (n_visible, n_hidden) or bool(f["gaussian"]) != gaussian:
+        return None
+      arrays = [np.asarray(f[k]) for k in ("w", "b_visible", "b_hidden")]
+      seconds = float(f["seconds"])
+  except Exception as e:  # zipfile, numpy and KeyError say it in their own words
+    raise WorkdirError(f"{path}: damaged pretrained layer ({type(e).__name__}: {e}); delete "
+                       "it to pretrain that layer again") from None
+  if not all(np.isfinite(a).all() for a in arrays):
+    raise WorkdirError(f"{path}: damaged pretrained layer (non-finite weights); delete it to "
+                       "pretrain that layer again")
+  return RBM(*(jnp.asarray(a) for a in arrays), gaussian=gaussian), seconds
 
 
 DIVERGED = 100.0  # reconstruction error / the data's variance above which pretraining diverged
