@@ -15,7 +15,6 @@ experiment and seed, and carry SYNTHETIC DATA / SMOKE RUN where that applies.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -23,10 +22,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from medjax.errors import UserError
+from medjax.errors import UserError, WorkdirError
 from medjax.eval import calibration, plots
 from medjax.eval.metrics import bootstrap_auc_ci, precision_recall_curve, roc_curve
-from medjax.rundir import read_metrics, read_predictions
+from medjax.rundir import read_json, read_metrics, read_predictions, writing
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +88,6 @@ class Run:
     return None
 
 
-def _read_json(path: str):
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except FileNotFoundError:
-    return None
-  except ValueError as e:
-    raise UserError(f"{path}: not valid JSON ({e})") from None
-
-
 def load_run(workdir: str) -> Run:
   """Reads a run's files; UserError if `workdir` is not a run with metrics.jsonl."""
   if not os.path.isdir(workdir):
@@ -109,8 +98,8 @@ def load_run(workdir: str) -> Run:
   metrics = read_metrics(path)
   if not metrics:
     raise UserError(f"{path} is empty: no epoch finished")
-  run = Run(workdir, metrics, _read_json(os.path.join(workdir, "results.json")),
-            _read_json(os.path.join(workdir, "config.json")))
+  run = Run(workdir, metrics, read_json(os.path.join(workdir, "results.json"), "results"),
+            read_json(os.path.join(workdir, "config.json"), "config"))
   predictions = read_predictions(os.path.join(workdir, "predictions.csv"))
   if predictions is not None and len(predictions[0]):
     _, run.labels, run.probs = predictions
@@ -194,7 +183,20 @@ def _test_curves(run: Run, label: str, n_bootstrap: int) -> tuple[dict, dict] | 
 
 
 def _write_figures(runs: Sequence[Run], out: str, n_bootstrap: int) -> list[str]:
-  os.makedirs(out, exist_ok=True)
+  """The figures of `runs` in `out`; a folder that cannot be written (a read-only workdir) is
+  one WorkdirError that says to pass --out."""
+  with writing(out):
+    os.makedirs(out, exist_ok=True)
+  if not os.access(out, os.W_OK):
+    raise WorkdirError(f"cannot write the figures into {out}: read-only; pass --out=DIR to "
+                       "write them elsewhere")
+  try:
+    return _draw(runs, out, n_bootstrap)
+  except WorkdirError as e:
+    raise WorkdirError(f"{e}; pass --out=DIR to write the figures elsewhere") from None
+
+
+def _draw(runs: Sequence[Run], out: str, n_bootstrap: int) -> list[str]:
   single = len(runs) == 1
   labels = [""] if single else _run_labels(runs)
   keys = labels if not single else [runs[0].experiment]

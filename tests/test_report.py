@@ -221,3 +221,36 @@ def test_confusion_matrix_title_and_marks_fit_the_figure(tmp_path, figures, expe
   assert "SYNTHETIC DATA, SMOKE RUN" in shown["title"]
   assert [t.split("\n") for t in shown["texts"]] == [["TN", "402"], ["FP", "15"], ["FN", "28"],
                                                       ["TP", "55"]]
+
+
+def test_a_read_only_workdir_says_to_pass_out(tmp_path, monkeypatch):
+  run = make_run(str(tmp_path / "run"))
+  real_access = os.access
+  monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if os.path.abspath(path)
+                      == os.path.abspath(run) and mode & os.W_OK else real_access(path, mode))
+  with pytest.raises(UserError, match=f"cannot write the figures into {run}: read-only.*--out"):
+    report.report([run])
+  written = report.report([run], str(tmp_path / "figures"), n_bootstrap=0)
+  assert all(p.startswith(str(tmp_path / "figures")) for p in written)
+
+
+def test_a_figure_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeypatch):
+  import errno
+  from matplotlib.figure import Figure
+  run = make_run(str(tmp_path / "run"))
+
+  def refuse(self, path, *args, **kwargs):
+    raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+  monkeypatch.setattr(Figure, "savefig", refuse)
+  with pytest.raises(UserError, match=r"cannot write .*training_curves.png: Read-only file "
+                                      r"system; pass --out=DIR"):
+    report.report([run], n_bootstrap=0)
+
+
+def test_a_damaged_results_or_config_file_names_it(tmp_path):
+  run = make_run(str(tmp_path / "run"))
+  with open(os.path.join(run, "results.json"), "w") as f:
+    f.write('{"test": ')
+  with pytest.raises(UserError, match=r"results.json: damaged"):
+    report.report([run], n_bootstrap=0)

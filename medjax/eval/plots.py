@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from medjax.rundir import writing  # noqa: E402
+
 SYNTHETIC_MARK = "synthetic data"
 SMOKE_MARK = "smoke run"
 MARK_COLOR = "#b00020"
@@ -51,8 +53,11 @@ def figure_to_array(fig) -> np.ndarray:
 def save_figure(fig, path: str) -> None:
   """Writes `fig` to `path` and closes it; the saved area grows to take in any title, label or
   legend that reaches beyond the figure's edges."""
-  fig.savefig(path, bbox_inches="tight", pad_inches=0.1)
-  plt.close(fig)
+  try:
+    with writing(path):
+      fig.savefig(path, bbox_inches="tight", pad_inches=0.1)
+  finally:
+    plt.close(fig)
 
 
 def plot_confusion_matrix(cm, ax, title: str = "") -> None:
