@@ -14,13 +14,11 @@ from medjax.errors import DataError
 
 def _seed_run(path, seed, names, labels, probs):
   os.makedirs(path)
-  with open(os.path.join(path, "predictions.csv"), "w") as f:
-    f.write("name,label,prob_positive\n")
-    for n, l, p in zip(names, labels, probs):
-      f.write(f"{n},{l},{p:.6f}\n")
+  rundir.write_predictions(os.path.join(path, "predictions.csv"), names, labels, probs)
   with open(os.path.join(path, "results.json"), "w") as f:
     json.dump({"experiment": "luna_cnn", "model": "cnn", "dataset": "luna", "synthetic": True,
-               "seed": seed, "epochs": 3, "n_train": 100, "train_seconds": 1.5}, f)
+               "seed": seed, "epochs": 3, "n_train": 100, "train_seconds": 1.5,
+               "test": {"accuracy": 0.5}}, f)
 
 
 def test_ensemble_predictions_are_exactly_the_mean_of_the_seeds(tmp_path):
@@ -44,6 +42,34 @@ def test_ensemble_predictions_are_exactly_the_mean_of_the_seeds(tmp_path):
     assert key in results["test"]
   on_disk = json.loads((tmp_path / "ensemble" / "results.json").read_text())
   assert on_disk["test"]["accuracy"] == results["test"]["accuracy"]
+
+
+@pytest.mark.parametrize("names", [["a,b.png", 'q"uote.png', "new\nline.png", "plain.png"]])
+def test_ensemble_of_images_whose_names_hold_commas_quotes_or_newlines(tmp_path, names):
+  labels = np.array([0, 1, 0, 1])
+  dirs = [str(tmp_path / f"seed{s}") for s in (0, 1)]
+  for s, d in enumerate(dirs):
+    _seed_run(d, s, names, labels, np.array([0.1, 0.9, 0.3, 0.7]) + s / 100)
+  seed_ensemble.write_seed_ensemble(dirs, str(tmp_path / "ensemble"))
+  got_names, got_labels, _ = rundir.read_predictions(str(tmp_path / "ensemble" /
+                                                         "predictions.csv"))
+  assert got_names == names and got_labels.tolist() == labels.tolist()
+
+
+def test_a_member_whose_results_are_damaged_or_diverged_is_refused_naming_it(tmp_path):
+  from medjax.errors import WorkdirError
+  dirs = [str(tmp_path / f"seed{s}") for s in (0, 1)]
+  for s, d in enumerate(dirs):
+    _seed_run(d, s, ["a", "b"], [0, 1], [0.2, 0.8])
+  results = os.path.join(dirs[1], "results.json")
+  with open(results, "w") as f:
+    f.write('{"seed": 1, "test": {"accuracy": NaN}}')
+  with pytest.raises(WorkdirError, match=f"{results}: test.accuracy = nan"):
+    seed_ensemble.write_seed_ensemble(dirs, str(tmp_path / "ensemble"))
+  with open(results, "w") as f:
+    f.write('{"seed": 1, "te')
+  with pytest.raises(WorkdirError, match=f"{results}: damaged"):
+    seed_ensemble.write_seed_ensemble(dirs, str(tmp_path / "ensemble"))
 
 
 def test_seeds_tested_on_different_examples_are_refused(tmp_path):

@@ -12,7 +12,6 @@ sensitivity, specificity, confusion matrix, ECE) plus the seeds it averages and 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Sequence
 
@@ -20,7 +19,7 @@ import numpy as np
 
 from medjax.errors import DataError
 from medjax.eval import calibration, metrics
-from medjax.rundir import read_predictions, write_json, write_text
+from medjax.rundir import read_predictions, read_results, write_json, write_predictions
 
 
 def write_seed_ensemble(seed_workdirs: Sequence[str], out: str) -> dict[str, Any]:
@@ -34,8 +33,11 @@ def write_seed_ensemble(seed_workdirs: Sequence[str], out: str) -> dict[str, Any
     if predictions is None:
       raise DataError(f"{path} is missing: {w} has no finished run")
     names, labels, probs = predictions
-    with open(os.path.join(w, "results.json")) as f:
-      runs.append((names, labels, probs, json.load(f)))
+    path = os.path.join(w, "results.json")
+    results = read_results(path)
+    if results is None:
+      raise DataError(f"{path} is missing: {w} has no finished run")
+    runs.append((names, labels, probs, results))
   names, labels = runs[0][0], runs[0][1]
   for w, (n, l, _, _) in zip(seed_workdirs[1:], runs[1:]):
     if n != names or not np.array_equal(l, labels):
@@ -58,9 +60,7 @@ def write_seed_ensemble(seed_workdirs: Sequence[str], out: str) -> dict[str, Any
       "smoke": bool(first.get("smoke", False)),
   }
   os.makedirs(out, exist_ok=True)
-  # repr() keeps every digit: the ensemble's file is exactly the mean of the members' files.
-  write_text(os.path.join(out, "predictions.csv"),
-             "name,label,prob_positive\n" + "".join(
-                 f"{n},{l},{p!r}\n" for n, l, p in zip(names, labels, mean.tolist())))
+  # Every digit: the ensemble's file is exactly the mean of the members' files.
+  write_predictions(os.path.join(out, "predictions.csv"), names, labels, mean, exact=True)
   write_json(os.path.join(out, "results.json"), results)
   return results
