@@ -95,6 +95,12 @@ def cell_ensemble(cell: str, seeds: list[int], workdir: str) -> dict | None:
   """The ensemble of the cell's seeds (mean probability) in <workdir>/<cell>/ensemble."""
   if len(seeds) < 2:
     return None
+  missing = [s for s in seeds
+             if not os.path.exists(os.path.join(workdir, cell, f"seed{s}", "predictions.csv"))]
+  if missing:  # e.g. a seed's results.json restored from results/ without its predictions
+    log.warning("%s: no ensemble row: seed(s) %s have results.json but no predictions.csv",
+                cell, missing)
+    return None
   return write_seed_ensemble([os.path.join(workdir, cell, f"seed{s}") for s in seeds],
                              os.path.join(workdir, cell, "ensemble"))
 
