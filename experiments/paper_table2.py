@@ -18,10 +18,8 @@ accuracy; one row per seed ensemble; synthetic and smoke runs marked) and confus
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import importlib
-import json
 import logging
 import os
 import time
@@ -31,6 +29,7 @@ import numpy as np
 from medjax.analysis.seed_ensemble import write_seed_ensemble
 from medjax.config import DATASETS, MODELS, PAPER_TABLE2
 from medjax.errors import ConfigError, UserError
+from medjax.rundir import read_json, read_results, write_csv, write_text
 
 PAPER = PAPER_TABLE2
 CELLS = [f"{d}_{m}" for d in DATASETS for m in MODELS if (d, m) in PAPER]
@@ -39,12 +38,15 @@ log = logging.getLogger("medjax")
 
 
 def select_cells(patterns: str | None) -> list[str]:
+  """The cells matching any of the comma-separated glob `patterns` (all when unset); a pattern
+  that matches no cell is a ConfigError naming it (a typo would drop its cells silently)."""
   if not patterns:
     return list(CELLS)
-  chosen = [c for c in CELLS if any(fnmatch.fnmatch(c, p.strip()) for p in patterns.split(","))]
-  if not chosen:
-    raise ConfigError(f"--cells={patterns!r} matches none of {CELLS}")
-  return chosen
+  patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+  for p in patterns:
+    if not any(fnmatch.fnmatch(c, p) for c in CELLS):
+      raise ConfigError(f"--cells pattern {p!r} matches no cell (it matches none of {CELLS})")
+  return [c for c in CELLS if any(fnmatch.fnmatch(c, p) for p in patterns)]
 
 
 def cell_config(cell: str, *, smoke: bool, data_dirs: dict, epochs: int | None,
@@ -73,10 +75,10 @@ def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dir
   done = {}
   for s in seeds:
     path = os.path.join(paths[s], "results.json")
-    if os.path.exists(path):
+    results = read_results(path)  # a damaged or diverged run is an error, never a result
+    if results is not None:
       log.info("%s seed %d: done already (%s)", cell, s, path)
-      with open(path) as f:
-        done[s] = json.load(f)
+      done[s] = results
   todo = [s for s in seeds if s not in done]
   if todo and not train:
     log.info("%s seed(s) %s: not finished, left out (--collect)", cell, todo)
@@ -182,10 +184,8 @@ def table_title(rows: list[dict]) -> str:
 
 def write_tables(rows: list[dict], workdir: str) -> None:
   """table2.csv (every row) and table2.md (the grid, then one line per cell and ensemble)."""
-  with open(os.path.join(workdir, "table2.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
+  write_csv(os.path.join(workdir, "table2.csv"), list(rows[0]),
+            ([r[k] for k in rows[0]] for r in rows))
   lines = [table_title(rows), "",
            "| dataset | data | " + " | ".join(MODELS) + " |",
            "|---|---|" + "---|" * len(MODELS)]
@@ -217,8 +217,7 @@ def write_tables(rows: list[dict], workdir: str) -> None:
   lines += ["", "Accuracy on the test split of the checkpoint chosen on validation; majority: "
             "always answering the larger class; train min: wall time of training (validation "
             "included) per seed on the machine in each results.json."]
-  with open(os.path.join(workdir, "table2.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  write_text(os.path.join(workdir, "table2.md"), "\n".join(lines) + "\n")
 
 
 def plot_confusion_matrices(results: dict[str, list[dict]], path: str) -> None:
@@ -243,10 +242,9 @@ def plot_confusion_matrices(results: dict[str, list[dict]], path: str) -> None:
         plot_confusion_matrix(r["test"]["confusion_matrix"], ax,
                               f"{cell}\n{100 * r['test']['accuracy']:.1f}% "
                               f"(paper {PAPER[(dataset, model)]:.1f}%)")
-        config = os.path.join(os.path.dirname(path), cell, f"seed{r['seed']}", "config.json")
-        if os.path.exists(config):
-          with open(config) as f:
-            smoke = smoke or bool(json.load(f).get("smoke"))
+        config = read_json(os.path.join(os.path.dirname(path), cell, f"seed{r['seed']}",
+                                        "config.json"), "config")
+        smoke = smoke or bool((config or {}).get("smoke"))
       else:
         ax.axis("off")
         if (dataset, model) in PAPER:  # a cell of the paper's grid that has no results here
@@ -292,8 +290,18 @@ def _cell_epochs(items, cells) -> dict[str, int]:
     if cell not in CELLS or not value.strip().isdigit() or int(value) < 1:
       raise ConfigError(f"--cell_epochs: expected <cell>=<epochs> with a cell of {CELLS}, "
                         f"got {item!r}")
+    if cell not in cells:
+      raise ConfigError(f"--cell_epochs names {cell}, which --cells does not select")
     out[cell] = int(value)
   return out
+
+
+def _check_data_dirs(data_dirs: dict, cells) -> None:
+  """A data folder for a dataset none of the cells uses would be ignored without a word."""
+  for key, value in data_dirs.items():
+    if value and not any((c.startswith("luna_") if key == "luna" else c.startswith("hip"))
+                         for c in cells):
+      raise ConfigError(f"--{key}_dir is not used: no {key} cell among {', '.join(cells)}")
 
 
 def main(argv=None) -> list[dict] | None:
@@ -309,11 +317,12 @@ def main(argv=None) -> list[dict] | None:
   setup_logging()
   enable_compilation_cache()
   workdir = FLAGS.workdir or os.path.join("runs", "table2-smoke" if FLAGS.smoke else "table2")
-  os.makedirs(workdir, exist_ok=True)
-  seeds = cli.parse_list(FLAGS.seeds, "seeds")
+  seeds = cli.parse_seeds(FLAGS.seeds)
   cells = select_cells(FLAGS.cells)
   per_cell = _cell_epochs(FLAGS.cell_epochs, cells)
   data_dirs = {"luna": FLAGS.luna_dir, "hip": FLAGS.hip_dir}
+  _check_data_dirs(data_dirs, cells)
+  os.makedirs(workdir, exist_ok=True)
   results, ensembles = {}, {}
   t0 = time.perf_counter()
   for n, cell in enumerate(cells, 1):

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from experiments import paper_table2
-from medjax.errors import UserError
+from medjax.errors import ConfigError, UserError, WorkdirError
 
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
@@ -66,3 +66,52 @@ def test_collect_writes_the_tables_from_finished_seeds_only(tmp_path):
   assert not os.path.exists(os.path.join(workdir, "luna_cnn", "seed1"))  # nothing trained
   with pytest.raises(UserError, match="no finished runs"):
     paper_table2.main(["--cells=hip*", "--collect", f"--workdir={workdir}"])
+
+
+def test_every_cells_pattern_must_match_a_cell():
+  with pytest.raises(ConfigError, match=r"--cells pattern 'lunna_\*' matches no cell"):
+    paper_table2.select_cells("luna_cnn,lunna_*")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--cells=luna_cnn", "--cell_epochs=luna_dbn=3"],
+     "--cell_epochs names luna_dbn, which --cells does not select"),
+    (["--cells=hip128_*", "--luna_dir=/data/luna"], "--luna_dir is not used: no luna cell"),
+    (["--cells=luna_*", "--hip_dir=/data/hip"], "--hip_dir is not used: no hip cell"),
+    (["--seeds=0,0"], "--seeds: seed 0 is listed twice"),
+    (["--seeds=-1"], "--seeds: seeds must be in 0.."),
+])
+def test_flags_the_grid_would_ignore_are_refused_before_anything_is_written(tmp_path, flags,
+                                                                           message):
+  workdir = tmp_path / "grid"
+  with pytest.raises(ConfigError, match=message):
+    paper_table2.main([f"--workdir={workdir}", "--collect", *flags])
+  assert not workdir.exists()
+
+
+def _finished_seed(workdir, cell, seed, accuracy):
+  path = os.path.join(workdir, cell, f"seed{seed}")
+  os.makedirs(path)
+  with open(os.path.join(path, "results.json"), "w") as f:
+    f.write(json.dumps({
+        "experiment": cell, "seed": seed, "synthetic": True, "smoke": True, "epochs": 1,
+        "n_train": 10, "n_test": 4, "majority_accuracy": 0.5, "train_seconds": 1.0,
+        "test": {"accuracy": accuracy, "auc": 0.5, "sensitivity": 0.5, "specificity": 0.5,
+                 "confusion_matrix": [[1, 1], [1, 1]]}}))  # json writes nan as NaN
+  return os.path.join(path, "results.json")
+
+
+def test_collect_refuses_a_diverged_or_damaged_run_naming_its_file(tmp_path):
+  workdir = str(tmp_path / "grid")
+  _finished_seed(workdir, "luna_cnn", 0, 0.75)
+  diverged = _finished_seed(workdir, "luna_resnet", 0, float("nan"))
+  args = ["--cells=luna_cnn,luna_resnet", "--collect", f"--workdir={workdir}"]
+  with pytest.raises(WorkdirError, match=f"{diverged}: test.accuracy = nan"):
+    paper_table2.main(args)
+  with open(diverged, "w") as f:
+    f.write('{"test": {"accur')
+  with pytest.raises(WorkdirError, match=f"{diverged}: damaged results"):
+    paper_table2.main(args)
+  os.remove(diverged)
+  rows = paper_table2.main(args)
+  assert [r["cell"] for r in rows] == ["luna_cnn"]
