@@ -21,6 +21,7 @@ import time
 from typing import Callable, Sequence
 
 from medjax.errors import UserError
+from medjax.rundir import write_json
 
 
 def require(module: str, what: str, package: str):
@@ -94,10 +95,7 @@ def write_results(path: str | None, env: dict, define_flags: Callable, fv, resul
   """With `--out=PATH`: the environment, the flags and the result rows as JSON at PATH."""
   if not path:
     return
-  import json
-  with open(path, "w") as f:
-    json.dump({"environment": env, "flags": flag_dict(define_flags, fv), "results": results}, f,
-              indent=2)
+  write_json(path, {"environment": env, "flags": flag_dict(define_flags, fv), "results": results})
 
 
 def no_arguments(argv: Sequence[str]) -> None:

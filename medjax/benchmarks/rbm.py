@@ -15,7 +15,6 @@ one jitted `lax.scan` and as one jitted call per minibatch. Without scikit-learn
 from __future__ import annotations
 
 import functools
-import json
 import os
 import statistics
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from medjax import benchmarks
 from medjax.errors import UserError
+from medjax.rundir import write_json
 from medjax.models.rbm import init_rbm
 from medjax.train import rbm as rbm_lib
 
@@ -139,8 +139,7 @@ def main(argv, fv=None) -> dict:
           + (f"{ratio:9.1f}x" if ratio else f"{'n/a':>10s}"))
   if fv.out:
     os.makedirs(os.path.dirname(os.path.abspath(fv.out)), exist_ok=True)
-    with open(fv.out, "w") as f:
-      json.dump(report, f, indent=2)
+    write_json(fv.out, report)
     print(f"wrote {fv.out}")
   return report
 

@@ -24,6 +24,8 @@ import os
 import numpy as np
 
 from medjax.data.base import build_folder_atomically, cache_dir
+from medjax.data.luna16 import tables
+from medjax.rundir import write_csv, write_text
 
 log = logging.getLogger(__name__)
 
@@ -251,14 +253,11 @@ def write_dataset(root: str, seed: int = 0, n_scans: int = N_SCANS) -> None:
     os.makedirs(folder, exist_ok=True)
     write_metaimage(os.path.join(folder, f"{uid}.mhd"), volume, origin, spacing, direction)
     uids.append(uid)
-    ann += [f"{uid},{w[0]:.6f},{w[1]:.6f},{w[2]:.6f},{d:.6f}" for w, d in nodules]
-    cand += [f"{uid},{w[0]:.6f},{w[1]:.6f},{w[2]:.6f},{c}" for w, c in candidates]
-  with open(os.path.join(root, "annotations.csv"), "w") as f:
-    f.write("seriesuid,coordX,coordY,coordZ,diameter_mm\n" + "\n".join(ann) + "\n")
-  with open(os.path.join(root, "candidates.csv"), "w") as f:
-    f.write("seriesuid,coordX,coordY,coordZ,class\n" + "\n".join(cand) + "\n")
-  with open(os.path.join(root, "seriesuids.csv"), "w") as f:
-    f.write("\n".join(uids) + "\n")
+    ann += [(uid, *(f"{v:.6f}" for v in (*w, d))) for w, d in nodules]
+    cand += [(uid, *(f"{v:.6f}" for v in w), c) for w, c in candidates]
+  write_csv(os.path.join(root, "annotations.csv"), tables.ANNOTATION_COLUMNS, ann)
+  write_csv(os.path.join(root, "candidates.csv"), tables.CANDIDATE_COLUMNS, cand)
+  write_text(os.path.join(root, "seriesuids.csv"), "\n".join(uids) + "\n")
 
 
 def luna16_root(seed: int = 0, n_scans: int = N_SCANS, *, directory: str | None = None) -> str:
