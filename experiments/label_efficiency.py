@@ -24,9 +24,7 @@ over seeds) per model and budget beside the majority baseline, label_efficiency.
 
 from __future__ import annotations
 
-import csv
 import importlib
-import json
 import logging
 import math
 import os
@@ -35,6 +33,7 @@ import time
 import numpy as np
 
 from medjax.errors import ConfigError, UserError
+from medjax.rundir import read_results, write_csv, write_text
 
 log = logging.getLogger("medjax")
 
@@ -127,10 +126,8 @@ def _fmt(mean, sd, scale=1.0, digits=1):
 
 
 def write_tables(rows: list[dict], workdir: str) -> None:
-  with open(os.path.join(workdir, "label_efficiency.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
+  write_csv(os.path.join(workdir, "label_efficiency.csv"), list(rows[0]),
+            ([r[k] for k in rows[0]] for r in rows))
   marks = title_marks(rows)
   lines = ["# Test accuracy against labelled training images (LUNA16 patches)"]
   lines += [f"\n**{m.upper()}**" for m in marks]
@@ -149,8 +146,7 @@ def write_tables(rows: list[dict], workdir: str) -> None:
             "(the SGAN's epochs over the whole training split; the CNN's epochs match them). "
             "Accuracy of the checkpoint chosen on the validation hold-out, on the test split; "
             "mean ± std over seeds, each seed labelling its own stratified subset."]
-  with open(os.path.join(workdir, "label_efficiency.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
+  write_text(os.path.join(workdir, "label_efficiency.md"), "\n".join(lines) + "\n")
 
 
 def title_marks(rows: list[dict]) -> list[str]:
@@ -244,8 +240,7 @@ def main(argv=None) -> list[dict] | None:
     run_dir = os.path.join(workdir, f"n{n}", model, f"seed{seed}")
     path = os.path.join(run_dir, "results.json")
     if os.path.exists(path):
-      with open(path) as f:
-        results.setdefault((n, model), []).append(json.load(f))
+      results.setdefault((n, model), []).append(read_results(path))
       continue
     if FLAGS.collect:
       log.info("n=%d %s seed %d: not finished, left out (--collect)", n, model, seed)
