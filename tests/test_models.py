@@ -7,7 +7,7 @@ import pytest
 from flax import linen as nn
 from hypothesis import given, settings, strategies as st
 
-from medjax.models import CNN, CNNTiny, ResNet50, ResNetTiny, create_model
+from medjax.models import CNN, CNNTiny, KerasResNet50, ResNet50, ResNetTiny, create_model
 from medjax.models.layers import Conv, max_pool
 from medjax.train.state import count_params
 
@@ -33,6 +33,14 @@ def test_output_shape_any_input(batch, size, channels, classes, which):
 def test_resnet50_has_torchvision_parameter_count():
   variables, _ = _output_shape(ResNet50(num_classes=1000), 1, 224, 3)
   assert count_params(variables["params"]) == 25_557_032
+
+
+def test_keras_resnet50_has_keras_parameter_count():
+  # Keras counts BatchNorm's moving statistics among its weights; tests/test_convert.py checks
+  # the layers one by one against keras.applications.ResNet50.
+  variables, _ = _output_shape(KerasResNet50(num_classes=1000), 1, 32, 3)
+  assert count_params(variables) == 25_636_712
+  assert variables["params"]["conv2_block1"]["1_conv"]["bias"].shape == (64,)
 
 
 def test_cnn_survives_eight_stride_two_reductions_at_50px():
