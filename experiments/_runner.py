@@ -14,6 +14,7 @@ import jax
 
 from medjax import cli, platform, rundir
 from medjax import config as config_lib
+from medjax.analysis import pretrained
 from medjax.analysis.seed_ensemble import write_seed_ensemble
 from medjax.errors import ConfigError
 from medjax.data import load_dataset
@@ -73,6 +74,7 @@ def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   """Resolves `config`, loads its data, trains, evaluates; returns results.json's content."""
   config = config_lib.resolve(config)
   workdir = workdir or default_workdir(config)
+  init = pretrained.load(config)  # config.init_from; refused before the workdir exists
   with rundir.locked(workdir):  # a second process on this workdir stops here, in seconds
     # The labelled subset depends on the run's seed: seed k labels the same examples for every
     # model, and the seeds of a cell differ in which examples they label.
@@ -83,7 +85,8 @@ def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
     log.info("%s: workdir %s, %d epochs, batch %d, %s, %s on %s", config.experiment, workdir,
              config.num_epochs, config.batch_size, spec.learning_rates(config), config.dtype,
              jax.devices()[0].device_kind)
-    return spec.train(config, workdir, dataset, overwrite=overwrite)
+    return spec.train(config, workdir, dataset, overwrite=overwrite,
+                      **({"init": init} if init is not None else {}))
 
 
 def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
@@ -100,7 +103,7 @@ def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
   if stack is None:
     stack = platform.stack_seeds_default()
   spec = model_spec(config.model)
-  if (len(seeds) == 1 or not spec.stackable or not stack
+  if (len(seeds) == 1 or not spec.stackable or not stack or config.init_from
       or config.data.num_labelled is not None):  # each seed labels its own subset
     return [run(config_for_seed(config, s), w, overwrite=overwrite)
             for s, w in zip(seeds, workdirs)]

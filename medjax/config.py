@@ -12,6 +12,8 @@ from medjax.errors import ConfigError
 DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 MODELS = ("cnn", "resnet", "dbn", "sgan")
 PAPER_EPOCHS = 100
+RESNET_VARIANTS = ("torchvision", "keras")  # medjax.models.resnet.VARIANTS
+INIT_FROM_MODELS = ("cnn", "resnet")  # the models whose trainer takes config.init_from
 MAX_SEED = 2 ** 63 - 1  # numpy and JAX take seeds up to int64
 # The step schedule's defaults (a field changed from them without lr_schedule="step" is an error).
 LR_DECAY_EPOCHS = 30
@@ -75,6 +77,15 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   # (medjax.platform: on for GPU/TPU, off on CPU, where it is slower).
   c.device_resident = config_dict.placeholder(bool)
   c.smoke = False                   # tiny model, little data, 1 epoch: for tests
+  # Start from other weights (medjax.analysis.pretrained) instead of a random init: a finished
+  # run's workdir (its tested checkpoint, the same model), a Keras ResNet-50 weights file (.h5,
+  # into resnet_variant="keras") or a torchvision ResNet-50 state_dict (.pth, "torchvision";
+  # needs torch). A new head where the class count differs; RGB kernels summed to 1 channel.
+  c.init_from = config_dict.placeholder(str)
+  # Fine-tuning from init_from: every layer but the head at this learning rate (None: the
+  # same), or the backbone frozen (weights and BatchNorm statistics; only the head trains).
+  c.backbone_learning_rate = config_dict.placeholder(float)
+  c.freeze_backbone = False
 
   c.augment = ml_collections.ConfigDict()
   c.augment.dihedral = True         # random rot90 / flip per training image
@@ -123,6 +134,10 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   # depth the file declares (PNG sBIT, DICOM BitsStored), else the full 16 bits.
   c.data.bit_depth = config_dict.placeholder(int)
 
+  if model == "resnet":
+    # "torchvision" (no conv biases, stride on the 3x3) or "keras" (tf.keras.applications'
+    # ResNet50, the paper's: conv biases, stride on the first 1x1; medjax.models.resnet).
+    c.resnet_variant = "torchvision"
   model_defaults = _model_config(model)
   if model_defaults is not None:
     c[model] = model_defaults
@@ -227,6 +242,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"early_stopping_patience must be >= 1 or None, got {c.early_stopping_patience}")
   _check(c.data.source in ("arrays", "tfdata"),
          f"data.source must be 'arrays' or 'tfdata', got {c.data.source!r}")
+  _check_init(c)
   _check(c.data.pad in ("border", "zero"), f"data.pad must be 'border' or 'zero', got {c.data.pad!r}")
   _check(0 <= c.augment.max_shift <= c.data.image_size // 4,
          f"augment.max_shift must be in 0..{c.data.image_size // 4} pixels (a quarter of the "
@@ -303,6 +319,22 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   _check(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
   c.lock()
   return c
+
+
+def _check_init(c: ml_collections.ConfigDict) -> None:
+  if c.model == "resnet":
+    _check(c.resnet_variant in RESNET_VARIANTS,
+           f"resnet_variant must be one of {RESNET_VARIANTS}, got {c.resnet_variant!r}")
+  _check(not c.init_from or c.model in INIT_FROM_MODELS,
+         f"init_from is supported for {' and '.join(INIT_FROM_MODELS)} runs, not {c.model}")
+  for name in ("backbone_learning_rate", "freeze_backbone"):
+    _check(not c[name] or c.init_from,
+           f"{name}={c[name]} fine-tunes pretrained weights: set init_from too")
+  _check(c.backbone_learning_rate is None or c.backbone_learning_rate > 0,
+         f"backbone_learning_rate must be > 0 (freeze_backbone=True freezes it), got "
+         f"{c.backbone_learning_rate}")
+  _check(not (c.freeze_backbone and c.backbone_learning_rate is not None),
+         "freeze_backbone=True trains no backbone layer: drop backbone_learning_rate")
 
 
 def _check(ok: bool, message: str) -> None:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from medjax.data import Dataset, Split
 from medjax.rundir import RunDir
 from medjax.tensorboard import EventWriter
-from medjax.train import driver, optim, parallel, supervised
+from medjax.train import driver, optim, parallel, supervised, transfer
 from medjax.train.epoch import DeviceEpochs, HostEpochs, TFDataEpochs
 from medjax.train.state import count_params, create_train_state, seed_rngs
 
@@ -38,20 +38,21 @@ def augment_config(config) -> dict[str, Any] | None:
 
 
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *, model,
-                       overwrite: bool = False, initial_params=None,
+                       overwrite: bool = False, initial_params=None, init=None,
                        extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
   """Supervised training of the classifier `model` (the model table's, `medjax.train.registry`).
 
-  `initial_params` replaces the random initial params (e.g. a pretrained DBN stack);
-  `extra_results` are added to results.json (e.g. the DBN's pretraining summary).
+  `initial_params` replaces the random initial params (e.g. a pretrained DBN stack); `init`
+  (a `transfer.Pretrained`, config.init_from) replaces params and BatchNorm statistics, fitted
+  to the model; `extra_results` are added to results.json (e.g. the DBN's pretraining summary).
   """
   with RunDir.open(config, workdir, dataset, overwrite=overwrite) as run:
     return train_supervised(config, run, dataset, model=model, initial_params=initial_params,
-                            extra_results=extra_results)
+                            init=init, extra_results=extra_results)
 
 
 def train_supervised(config, run: RunDir, dataset: Dataset, *, model, initial_params=None,
-                     extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
+                     init=None, extra_results: dict[str, Any] | None = None) -> dict[str, Any]:
   """`train_and_evaluate` in an open run directory."""
   log.info("data: %s", dataset.summary())
   tx, schedule = optim.adam(config, len(dataset.train) // config.batch_size)
@@ -62,11 +63,18 @@ def train_supervised(config, run: RunDir, dataset: Dataset, *, model, initial_pa
       raise ValueError("initial_params do not match the model's parameter tree")
     initial_params = jax.tree.map(jnp.asarray, initial_params)
     state = state.replace(params=initial_params, opt_state=tx.init(initial_params))
+  if init is not None:
+    state, summary = transfer.initialize(state, tx, init)
+    log.info("init_from: %s%s%s", summary["from"],
+             f"; new head ({summary['new_head']})" if summary["new_head"] else "",
+             "".join(f"; {a}" for a in summary["adapted_channels"]))
+    extra_results = {**(extra_results or {}), "init_from": summary}
   log.info("model: %s (%s, %s), %s parameters", config.model, config.model_size,
            config.dtype, f"{count_params(state.params):,}")
 
   step = functools.partial(supervised.train_step, model=model, tx=tx,
-                           augment=augment_config(config))
+                           augment=augment_config(config),
+                           norm_train=not config.freeze_backbone)
   # Data parallel over every device (one device included): batch sharded, state replicated.
   mesh = parallel.data_mesh()
   parallel.check_batch_size(config.batch_size, mesh)

@@ -33,7 +33,8 @@ class ModelSpec:
   """What medjax needs to know about one model.
 
   classifier      (config, image_shape) -> the linen classifier a run tests
-  train           (config, workdir, dataset, *, overwrite) -> results.json's content
+  train           (config, workdir, dataset, *, overwrite) -> results.json's content; the
+                  models of `config.INIT_FROM_MODELS` also take `init` (config.init_from)
   state_template  (config, image_shape, n_train) -> abstract train state (`jax.eval_shape`),
                   the target a checkpoint is restored into
   variables       train state -> the classifier's variables for `apply`
@@ -54,13 +55,17 @@ class ModelSpec:
 # --- the supervised models (CNN, ResNet-50, the fine-tuned DBN) --------------------------------
 
 def supervised_classifier(config, image_shape=None):
-  """The CNN or ResNet-50 of `config` (model, model_size, dtype)."""
-  return create_model(config.model, size=config.model_size, num_classes=2, dtype=config.dtype)
+  """The CNN or ResNet-50 of `config` (model, model_size, dtype, resnet_variant)."""
+  variant = config.resnet_variant if config.model == "resnet" else "torchvision"
+  return create_model(config.model, size=config.model_size, num_classes=2, dtype=config.dtype,
+                      resnet_variant=variant)
 
 
-def train_supervised(config, workdir: str, dataset, *, overwrite: bool = False):
+def train_supervised(config, workdir: str, dataset, *, overwrite: bool = False, init=None):
+  """`init`: a `medjax.train.transfer.Pretrained` to start from (config.init_from)."""
   return loop.train_and_evaluate(config, workdir, dataset, overwrite=overwrite,
-                                 model=supervised_classifier(config, dataset.image_shape))
+                                 model=supervised_classifier(config, dataset.image_shape),
+                                 init=init)
 
 
 def dbn_classifier(config, image_shape=None):

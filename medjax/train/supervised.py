@@ -29,8 +29,12 @@ def cross_entropy(logits, labels):
 
 
 def train_step(state: TrainState, batch: dict[str, Any], rng, *, model, tx,
-               augment: dict[str, Any] | None = None) -> tuple[TrainState, dict[str, Any]]:
-  """One Adam step on a batch {"image": [N,H,W,C], "label": [N]}; returns (state, metrics)."""
+               augment: dict[str, Any] | None = None,
+               norm_train: bool = True) -> tuple[TrainState, dict[str, Any]]:
+  """One Adam step on a batch {"image": [N,H,W,C], "label": [N]}; returns (state, metrics).
+
+  `norm_train=False` runs BatchNorm in inference mode (running statistics, not updated): a
+  frozen backbone, as Keras freezes one (medjax's classifiers have no dropout)."""
   step_rng = jax.random.fold_in(rng, state.step)
   aug_rng, dropout_rng = jax.random.split(step_rng)
   images = to_float(batch["image"])
@@ -39,7 +43,7 @@ def train_step(state: TrainState, batch: dict[str, Any], rng, *, model, tx,
 
   def loss_fn(params):
     logits, updates = model.apply(
-        {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+        {"params": params, "batch_stats": state.batch_stats}, images, train=norm_train,
         mutable=["batch_stats"], rngs={"dropout": dropout_rng})
     return cross_entropy(logits, batch["label"]), (logits, updates)
 
