@@ -56,6 +56,19 @@ def initialize_distributed() -> None:
            jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
+def load_data(config):
+  """The Dataset of a resolved config: from the files (`medjax.data.load_dataset`), or from
+  their prepared TFDS data set with data.source="tfds" (the same arrays in the same order)."""
+  if config.data.source != "tfds":
+    return load_dataset(config.dataset, config.data, config.data.seed)
+  try:
+    from medjax.data.tfds import source
+  except ImportError as e:
+    raise ConfigError(f"data.source='tfds' needs TensorFlow and TensorFlow Datasets ({e}): "
+                      "pip install 'medjax[data]'") from None
+  return source.load_dataset(config.dataset, config.data, config.data.seed)
+
+
 def check_run(config, dataset) -> None:
   """Checks that need the data, before anything is written into the workdir."""
   n = len(dataset.train)
@@ -78,8 +91,7 @@ def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   with rundir.locked(workdir):  # a second process on this workdir stops here, in seconds
     # The labelled subset depends on the run's seed: seed k labels the same examples for every
     # model, and the seeds of a cell differ in which examples they label.
-    dataset = with_labelled_subset(load_dataset(config.dataset, config.data, config.data.seed),
-                                   config.data.num_labelled, config.seed)
+    dataset = with_labelled_subset(load_data(config), config.data.num_labelled, config.seed)
     check_run(config, dataset)
     spec = model_spec(config.model)
     log.info("%s: workdir %s, %d epochs, batch %d, %s, %s on %s", config.experiment, workdir,
@@ -108,7 +120,7 @@ def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
     return [run(config_for_seed(config, s), w, overwrite=overwrite)
             for s, w in zip(seeds, workdirs)]
   with rundir.locked(*workdirs):
-    dataset = load_dataset(config.dataset, config.data, config.data.seed)
+    dataset = load_data(config)
     check_run(config, dataset)
     log.info("%s: seeds %s stacked, workdirs %s, %d epochs, batch %d, %s, %s on %s",
              config.experiment, seeds, ", ".join(workdirs), config.num_epochs,

@@ -94,8 +94,11 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.dir = config_dict.placeholder(str)  # unset: the embedded synthetic data
   # Where training batches come from: "arrays" (host memory) or "tfdata" (a tf.data pipeline
-  # over the same examples in the same order; needs TensorFlow). Same model either way.
+  # over the same examples in the same order; needs TensorFlow), or "tfds": the splits read from
+  # the prepared TFDS data set of medjax's builders (medjax.data.tfds.source: the LUNA16 patch
+  # folder, the hip variants), prepared from data.dir on first use. Same model every way.
   c.data.source = "arrays"
+  c.data.tfds_dir = config_dict.placeholder(str)  # data.source="tfds": None = <cache>/tensorflow_datasets
   # LUNA16 patches are 50x50; a hip variant's size and cropping come from its name.
   c.data.image_size = image_size(dataset)
   c.data.include_rotated = False    # add the patch set's unlisted rotated positives to train
@@ -240,8 +243,10 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"lr_schedule={c.lr_schedule!r}: add --config.lr_schedule=step")
   _check(c.early_stopping_patience is None or c.early_stopping_patience >= 1,
          f"early_stopping_patience must be >= 1 or None, got {c.early_stopping_patience}")
-  _check(c.data.source in ("arrays", "tfdata"),
-         f"data.source must be 'arrays' or 'tfdata', got {c.data.source!r}")
+  _check(c.data.source in ("arrays", "tfdata", "tfds"),
+         f"data.source must be 'arrays', 'tfdata' or 'tfds', got {c.data.source!r}")
+  _check(c.data.source == "tfds" or not c.data.tfds_dir,
+         "data.tfds_dir applies to data.source='tfds' only")
   _check_init(c)
   _check(c.data.pad in ("border", "zero"), f"data.pad must be 'border' or 'zero', got {c.data.pad!r}")
   _check(0 <= c.augment.max_shift <= c.data.image_size // 4,

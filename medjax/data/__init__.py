@@ -74,6 +74,15 @@ def load_luna(data_config, seed: int) -> Dataset:
     splits["train"] = _subset(splits["train"], data_config.synthetic_train, seed)
     splits["test"] = _subset(splits["test"], data_config.synthetic_test, seed)
     source = f"embedded synthetic LUNA16 CT volumes ({_split_label(data_config)})"
+  return luna_dataset(splits, source, data_config, seed, synthetic=is_synthetic,
+                      froc_files=froc_files)
+
+
+def luna_dataset(splits: dict[str, Split], source: str, data_config, seed: int, *,
+                 synthetic: bool = False, froc_files=(None, None)) -> Dataset:
+  """The LUNA16 Dataset of a source's `splits`: test is its test split (else val), validation
+  its val split (else a stratified `val_fraction` of train), train and test capped by
+  `max_train` / `max_test`."""
   train = splits["train"]
   if "test" in splits:
     test, val = splits["test"], splits.get("val")
@@ -88,7 +97,7 @@ def load_luna(data_config, seed: int) -> Dataset:
     train, val = stratified_holdout(train, data_config.val_fraction, seed)
   for name, split in (("train", train), ("test", test)):
     check_both_classes(split, f"{source}: {name} split")
-  return Dataset("luna", train=train, val=val, test=test, synthetic=is_synthetic, source=source,
+  return Dataset("luna", train=train, val=val, test=test, synthetic=synthetic, source=source,
                  annotations=froc_files[0], excluded=froc_files[1])
 
 
@@ -162,4 +171,5 @@ def batches(split: Split, batch_size: int, *, seed: int, epoch: int):
     yield {"image": split.images[idx], "label": split.labels[idx]}
 
 
-__all__ = ["DataError", "Dataset", "Split", "load_dataset", "batches", "epoch_indices"]
+__all__ = ["DataError", "Dataset", "Split", "load_dataset", "luna_dataset", "batches",
+           "epoch_indices"]

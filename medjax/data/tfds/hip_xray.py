@@ -41,8 +41,9 @@ def _config(size: int, crop: bool) -> HipXrayConfig:
 class HipXray(tfds.core.GeneratorBasedBuilder):
   """Grayscale hip radiographs, normal or fractured, preprocessed as by `hip_xray.load_hip`."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "1.1.0": "Examples stored in load_hip's order (data.source='tfds')."}
   BUILDER_CONFIGS = [_config(size, crop) for size in hip_xray.SIZES for crop in (True, False)]
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Point manual_dir at your hip X-ray folder (PNG, JPEG or, with pydicom, DICOM images) in "
@@ -64,7 +65,10 @@ class HipXray(tfds.core.GeneratorBasedBuilder):
             "path": tfds.features.Text(),  # relative to the folder
             "patient": tfds.features.Text(),  # empty when labels.csv has no patient column
         }),
-        supervised_keys=("image", "label"))
+        supervised_keys=("image", "label"),
+        # Stored in the order generated (the medjax loader's), so data.source="tfds" trains
+        # the same model as the files.
+        disable_shuffling=True)
 
   def _split_generators(self, dl_manager):
     try:

@@ -14,8 +14,10 @@ class Luna16Patches(tfds.core.GeneratorBasedBuilder):
   skipped with a warning, as by `luna16_patches.load_split`.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "1.1.0": "Read as load_patch_folder reads the folder (duplicate and leakage "
+                            "checks) and stored in its order (data.source='tfds')."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = (
       "Point manual_dir at the patch folder: train/ val/ test/ images with "
       "traindatalabels.txt, valdatalabels.txt, testdatalabels.txt.")
@@ -29,16 +31,18 @@ class Luna16Patches(tfds.core.GeneratorBasedBuilder):
             "name": tfds.features.Text(),
         }),
         supervised_keys=("image", "label"),
+        # Stored in the order generated (the medjax loader's), so data.source="tfds" trains
+        # the same model as the files.
+        disable_shuffling=True,
         homepage="https://luna16.grand-challenge.org/")
 
   def _split_generators(self, dl_manager):
     root = str(dl_manager.manual_dir)
-    splits = luna16_patches.available_splits(root)
-    if "train" not in splits:
+    if "train" not in luna16_patches.available_splits(root):
       raise tfds.core.DatasetNotFoundError(f"{root}: no traindatalabels.txt")
-    return {s: self._generate_examples(root, s) for s in splits}
+    splits = luna16_patches.load_patch_folder(root)
+    return {s: self._generate_examples(data) for s, data in splits.items()}
 
-  def _generate_examples(self, root, split):
-    data = luna16_patches.load_split(root, split)
+  def _generate_examples(self, data):
     for image, label, name in zip(data.images, data.labels, data.names):
       yield str(name), {"image": image, "label": int(label), "name": str(name)}
