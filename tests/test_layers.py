@@ -8,11 +8,6 @@ import medjax
 
 ROOT = os.path.dirname(medjax.__file__)
 
-# Cycles being undone elsewhere; each entry must still be a cycle, so the list only shrinks.
-# medjax.data <-> medjax.data.hip_xray: hip_xray imports the stratified `_subset` from the
-# package's __init__, which imports hip_xray in load_dataset (data/ is being reworked).
-KNOWN_CYCLES = [{"medjax.data", "medjax.data.hip_xray"}]
-
 # Modules that wrap an optional third-party dependency: imported inside the function that needs
 # them, so that medjax works without the dependency.
 OPTIONAL = {"medjax.data.pipeline"}  # TensorFlow
@@ -101,11 +96,8 @@ def _cycles(graph: dict[str, set[str]]) -> list[set[str]]:
 
 
 def test_the_import_graph_has_no_cycle():
-  cycles = _cycles(_graph())
-  new = [sorted(c) for c in cycles if c not in KNOWN_CYCLES]
-  assert not new, f"medjax modules that import each other (with function-level imports): {new}"
-  gone = [sorted(c) for c in KNOWN_CYCLES if c not in cycles]
-  assert not gone, f"no longer a cycle, remove it from KNOWN_CYCLES: {gone}"
+  cycles = [sorted(c) for c in _cycles(_graph())]
+  assert not cycles, f"medjax modules that import each other (with function-level imports): {cycles}"
 
 
 def test_the_layers_import_one_way():

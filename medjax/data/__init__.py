@@ -9,24 +9,10 @@ import numpy as np
 
 from medjax.config import DATASETS, hip_variant
 from medjax.data import checks
-from medjax.data.base import (DataError, Dataset, Split, check_both_classes,
+from medjax.data.base import (DataError, Dataset, Split, capped, check_both_classes,
                               stratified_holdout)
 
 log = logging.getLogger(__name__)
-
-
-
-def _subset(split: Split, n: int | None, seed: int) -> Split:
-  """At most n examples (seeded, class proportions kept); for smoke runs."""
-  if not n or n >= len(split):
-    return split
-  rng = np.random.default_rng([seed, 0x5B])
-  take = []
-  for cls in (0, 1):
-    idx = np.flatnonzero(split.labels == cls)
-    k = max(round(n * len(idx) / len(split)), min(1, len(idx)))
-    take.append(rng.permutation(idx)[:k])
-  return split.take(np.sort(np.concatenate(take)))
 
 
 def _split_label(data_config) -> str:
@@ -71,8 +57,8 @@ def load_luna(data_config, seed: int) -> Dataset:
     froc_files = _froc_files(raw)
     splits = luna16.prepare(raw, luna16.Options.from_config(data_config, seed),
                             workers=data_config.workers or 1, cache=data_config.cache)
-    splits["train"] = _subset(splits["train"], data_config.synthetic_train, seed)
-    splits["test"] = _subset(splits["test"], data_config.synthetic_test, seed)
+    splits["train"] = capped(splits["train"], data_config.synthetic_train, seed)
+    splits["test"] = capped(splits["test"], data_config.synthetic_test, seed)
     source = f"embedded synthetic LUNA16 CT volumes ({_split_label(data_config)})"
   return luna_dataset(splits, source, data_config, seed, synthetic=is_synthetic,
                       froc_files=froc_files)
@@ -91,8 +77,8 @@ def luna_dataset(splits: dict[str, Split], source: str, data_config, seed: int, 
     test, val = splits["val"], None
   else:
     raise DataError(f"{source}: needs a test or val split besides train")
-  train = _subset(train, data_config.max_train, seed)
-  test = _subset(test, data_config.max_test, seed)
+  train = capped(train, data_config.max_train, seed)
+  test = capped(test, data_config.max_test, seed)
   if val is None and data_config.val_fraction > 0:
     train, val = stratified_holdout(train, data_config.val_fraction, seed)
   for name, split in (("train", train), ("test", test)):

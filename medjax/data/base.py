@@ -102,18 +102,31 @@ def concatenate_splits(*splits: Split) -> Split:
                np.concatenate([s.names for s in splits]), meta)
 
 
-def labelled_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-  """Sorted indices of `n` examples stratified by class (seeded): each class keeps its share,
-  and at least one example."""
-  if n < 2:
-    raise DataError(f"data.num_labelled must be >= 2 (one per class), got {n}")
-  rng = np.random.default_rng([seed, 0x5CA])
+def stratified_sample(labels: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+  """Sorted indices of about `n` examples drawn from each class in its share of `labels`, at
+  least one of each class present."""
   take = []
   for cls in (0, 1):
     idx = np.flatnonzero(labels == cls)
     k = min(len(idx), max(1, round(n * len(idx) / len(labels))))
     take.append(rng.permutation(idx)[:k])
   return np.sort(np.concatenate(take))
+
+
+def capped(split: Split, n: int | None, seed: int) -> Split:
+  """At most `n` examples of `split` (stratified, seeded; None: all): `data.max_train`,
+  `max_test` and the synthetic caps."""
+  if not n or n >= len(split):
+    return split
+  return split.take(stratified_sample(split.labels, n, np.random.default_rng([seed, 0x5B])))
+
+
+def labelled_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+  """Sorted indices of the `n` examples that keep their label (`data.num_labelled`): stratified
+  and seeded, so seed k labels the same examples for every model."""
+  if n < 2:
+    raise DataError(f"data.num_labelled must be >= 2 (one per class), got {n}")
+  return stratified_sample(labels, n, np.random.default_rng([seed, 0x5CA]))
 
 
 def with_labelled_subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:

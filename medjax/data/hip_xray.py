@@ -38,7 +38,7 @@ from PIL import Image
 
 from medjax.data import checks
 from medjax.data.base import DataError, Dataset, Split, check_both_classes, save_npz_atomic
-from medjax.data.base import cache_dir
+from medjax.data.base import cache_dir, capped
 
 log = logging.getLogger(__name__)
 
@@ -534,9 +534,8 @@ def load_hip(data_config, seed: int, *, crop: bool, size: int) -> Dataset:
         depth.add(entries[i].path, peak[i], full_scale[i])
     depth.warn(f"{root}: {name}")
   train, val, test = (full.take(idx[k]) for k in ("train", "val", "test"))
-  from medjax.data import _subset  # stratified caps for quick runs, shared with LUNA16
-  train = _subset(train, _option(data_config, "max_train", None), seed)
-  test = _subset(test, _option(data_config, "max_test", None), seed)
+  train = capped(train, _option(data_config, "max_train", None), seed)
+  test = capped(test, _option(data_config, "max_test", None), seed)
   kind = "as in its split column" if entries[0].split else \
       "by patient" if by_patient else "by image"
   source = (f"embedded synthetic hip X-rays, {len(entries)} images" if synthetic else root) + \

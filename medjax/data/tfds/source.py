@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from medjax.config import hip_variant
-from medjax.data import _subset, luna16_patches, luna_dataset, synthetic_hip
-from medjax.data.base import DataError, Dataset, Split, cache_dir
+from medjax.data import luna16_patches, luna_dataset, synthetic_hip
+from medjax.data.base import DataError, Dataset, Split, cache_dir, capped
 from medjax.data.tfds.hip_xray import HipXrayConfig
 from medjax.data.tfds.luna16_patches import Luna16Patches  # noqa: F401 (registers it)
 from medjax.errors import ConfigError
@@ -87,8 +87,8 @@ def load_hip(data_config, seed: int, *, crop: bool, size: int) -> Dataset:
       description=f"hip{variant} as medjax's data.seed={seed} splits it")
   builder = tfds.builder("hip_xray", config=config, data_dir=data_dir(data_config))
   splits = read_splits(builder, root, "path")
-  train = _subset(splits["train"], data_config.max_train, seed)
-  test = _subset(splits["test"], data_config.max_test, seed)
+  train = capped(splits["train"], data_config.max_train, seed)
+  test = capped(splits["test"], data_config.max_test, seed)
   val = splits.get("val")
   if train is None or test is None:
     raise DataError(f"{root}: the hip_xray TFDS data set has no train or test split")
