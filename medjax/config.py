@@ -196,8 +196,12 @@ def dbn_defaults() -> ml_collections.ConfigDict:
 
 
 def sgan_defaults() -> ml_collections.ConfigDict:
-  """The `config.sgan` block. Defaults follow DCGAN/Salimans (Adam 2e-4, beta1 0.5); the paper's
-  setting is Adam 1e-4 with Keras' beta1 0.9: set d_/g_learning_rate and d_/g_beta1."""
+  """The `config.sgan` block. Defaults follow DCGAN/Salimans (Adam 2e-4, beta1 0.5) with feature
+  matching for G (Salimans et al. 2016, for semi-supervised learning) and DiffAugment, chosen on
+  the validation hold-out of the paper's LUNA16 patches (results/luna16_patches/sgan_tuning/).
+  The paper's setting is Adam 1e-4 with Keras' beta1 0.9: set d_/g_learning_rate and d_/g_beta1;
+  medjax's default before 2026-12 (its generator collapsed on those patches):
+  feature_matching=False, gan_augment="real"."""
   c = ml_collections.ConfigDict()
   c.latent_dim = 100
   c.d_learning_rate = 2e-4
@@ -205,7 +209,7 @@ def sgan_defaults() -> ml_collections.ConfigDict:
   c.g_learning_rate = 2e-4
   c.g_beta1 = 0.5
   c.unsupervised_weight = 1.0   # weight of the real/fake loss against the classification loss
-  c.feature_matching = False    # G matches mean trunk features instead of fooling D
+  c.feature_matching = True    # G matches mean trunk features instead of fooling D
   c.label_smoothing = 0.0       # one-sided: D's target for real images is 1 - this (0.1 common)
   # Which images of the real/fake game get config.augment (the labelled batch always does):
   # "both" (DiffAugment: real and generated alike), "real" (medjax before 2026-12), "none".
