@@ -8,8 +8,8 @@ greedily by contrastive divergence (config.dbn), then a softmax layer and superv
 The paper ran its DBN at 128x128 only (no 256 cells). Paper (Table 2): 70.1% test accuracy.
 """
 
-from experiments import _runner
 from medjax import config as config_lib
+from medjax import runner
 
 
 def get_config():
@@ -17,4 +17,4 @@ def get_config():
 
 
 if __name__ == "__main__":
-  _runner.main(get_config)
+  runner.main(get_config)

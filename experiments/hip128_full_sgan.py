@@ -8,8 +8,8 @@ the discriminator's K logits give the classifier (softmax) and the real/fake hea
 (sigmoid(logsumexp)). Paper (Table 2): 69.5% test accuracy.
 """
 
-from experiments import _runner
 from medjax import config as config_lib
+from medjax import runner
 
 
 def get_config():
@@ -19,4 +19,4 @@ def get_config():
 
 
 if __name__ == "__main__":
-  _runner.main(get_config)
+  runner.main(get_config)

@@ -8,8 +8,8 @@ holds labels.csv (path,label[,x0,y0,x1,y1][,patient]) or positive/ and negative/
 Paper (Table 2): 87.5% test accuracy on its private set.
 """
 
-from experiments import _runner
 from medjax import config as config_lib
+from medjax import runner
 
 
 def get_config():
@@ -19,4 +19,4 @@ def get_config():
 
 
 if __name__ == "__main__":
-  _runner.main(get_config)
+  runner.main(get_config)

@@ -31,9 +31,15 @@ import os
 import time
 
 import numpy as np
+from absl import flags
 
+from medjax import cli, runner
+from medjax import config as config_lib
+from medjax.data import load_dataset
 from medjax.errors import ConfigError, UserError
-from medjax.rundir import read_results, write_csv, write_text
+from medjax.eval.plots import data_marks, plt, save_figure, set_title
+from medjax.rundir import read_results, seed_workdir, write_csv, write_text
+from medjax.train.driver import duration
 
 log = logging.getLogger("medjax")
 
@@ -62,8 +68,6 @@ def model_config(model: str, n: int, seed: int, *, luna_dir: str | None, data_se
 
 def training_images(luna_dir: str | None, data_seed: int, smoke: bool) -> int:
   """Size of the training split (after the validation hold-out) that the runs will see."""
-  from medjax import config as config_lib
-  from medjax.data import load_dataset
   config = config_lib.resolve(model_config("cnn", 2, 0, luna_dir=luna_dir, data_seed=data_seed,
                                            smoke=smoke, epochs=1))
   return len(load_dataset(config.dataset, config.data, config.data.seed).train)
@@ -150,14 +154,12 @@ def write_tables(rows: list[dict], workdir: str) -> None:
 
 
 def title_marks(rows: list[dict]) -> list[str]:
-  from medjax.eval.plots import data_marks
   return data_marks(any(r["data"] == "synthetic" for r in rows), any(r["smoke"] for r in rows))
 
 
 def plot(rows: list[dict], path: str) -> None:
   """Accuracy and AUC against labelled images, one line per model (error bars: std over
   seeds), the majority baseline on the accuracy panel."""
-  from medjax.eval.plots import plt, save_figure, set_title
   fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), dpi=110, layout="constrained")
   budgets = sorted({r["labels"] for r in rows})
   for model, (_, _, label) in MODELS.items():
@@ -188,7 +190,6 @@ def plot(rows: list[dict], path: str) -> None:
 
 
 def define_flags(fv) -> None:
-  from absl import flags
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/label_efficiency, or "
                       "runs/label_efficiency-smoke with --smoke).", flag_values=fv)
   flags.DEFINE_list("labels", None, "Labelled training images per run (default: 100,500; "
@@ -207,16 +208,11 @@ def define_flags(fv) -> None:
                     flag_values=fv)
 
 
-def main(argv=None) -> list[dict] | None:
-  import sys
-  from medjax import cli
-  from medjax.train.driver import duration
-  FLAGS = cli.parse_flags(define_flags, sys.argv[1:] if argv is None else argv, __doc__)
-  if FLAGS is None:
-    return None
-  from experiments import _runner
-  _runner.setup_logging()
-  _runner.enable_compilation_cache()
+def main(argv=None) -> list[dict]:
+  """Trains the missing runs and writes the tables and the figure; `argv`: the flags (default
+  sys.argv[1:])."""
+  FLAGS = cli.parse_flags(define_flags, argv, __doc__)
+  runner.enable_compilation_cache()
   budgets = cli.parse_list(FLAGS.labels or (["40", "100"] if FLAGS.smoke else ["100", "500"]),
                            "labels")
   seeds = cli.parse_list(FLAGS.seeds, "seeds")
@@ -237,7 +233,7 @@ def main(argv=None) -> list[dict] | None:
   results: dict[tuple[int, str], list[dict]] = {}
   t0 = time.perf_counter()
   for i, (n, model, seed) in enumerate(jobs, 1):
-    run_dir = os.path.join(workdir, f"n{n}", model, f"seed{seed}")
+    run_dir = seed_workdir(os.path.join(workdir, f"n{n}", model), seed)
     path = os.path.join(run_dir, "results.json")
     if os.path.exists(path):
       results.setdefault((n, model), []).append(read_results(path))
@@ -250,7 +246,7 @@ def main(argv=None) -> list[dict] | None:
     config.num_epochs = epochs_for(model, n, n_train, config.batch_size, FLAGS.sgan_epochs)
     log.info("[%d/%d] %d labels, %s, seed %d: %d epochs into %s", i, len(jobs), n, model, seed,
              config.num_epochs, run_dir)
-    results.setdefault((n, model), []).append(_runner.run(config, run_dir))
+    results.setdefault((n, model), []).append(runner.run(config, run_dir))
     elapsed = time.perf_counter() - t0
     log.info("label efficiency: %d/%d runs done, elapsed %s", i, len(jobs), duration(elapsed))
   if not results:
@@ -264,8 +260,8 @@ def main(argv=None) -> list[dict] | None:
 
 
 def console_main() -> None:
-  from medjax import cli
-  cli.guard(main)
+  """`python -m experiments.label_efficiency`."""
+  cli.run(main)
 
 
 if __name__ == "__main__":

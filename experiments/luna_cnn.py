@@ -7,8 +7,8 @@ Paper (Table 2): 92.5% test accuracy. Measured results: README.md ("Results"), g
 results/.
 """
 
-from experiments import _runner
 from medjax import config as config_lib
+from medjax import runner
 
 
 def get_config():
@@ -16,4 +16,4 @@ def get_config():
 
 
 if __name__ == "__main__":
-  _runner.main(get_config)
+  runner.main(get_config)

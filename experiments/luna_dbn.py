@@ -9,8 +9,8 @@ batch 20, 100 epochs). Paper (Table 2): 89.4% test accuracy. Measured results: R
 ("Results"), generated from results/.
 """
 
-from experiments import _runner
 from medjax import config as config_lib
+from medjax import runner
 
 
 def get_config():
@@ -18,4 +18,4 @@ def get_config():
 
 
 if __name__ == "__main__":
-  _runner.main(get_config)
+  runner.main(get_config)

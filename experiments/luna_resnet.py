@@ -8,8 +8,8 @@ README's first command, sized for a 2-core CPU); on real data the paper's 100 ep
 Measured results: README.md ("Results"), generated from results/.
 """
 
-from experiments import _runner
 from medjax import config as config_lib
+from medjax import runner
 
 
 def get_config():
@@ -19,4 +19,4 @@ def get_config():
 
 
 if __name__ == "__main__":
-  _runner.main(get_config)
+  runner.main(get_config)

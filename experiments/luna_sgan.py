@@ -16,8 +16,8 @@ majority baseline of every results table). Measured results: README.md ("Results
 from results/.
 """
 
-from experiments import _runner
 from medjax import config as config_lib
+from medjax import runner
 
 
 def get_config():
@@ -27,4 +27,4 @@ def get_config():
 
 
 if __name__ == "__main__":
-  _runner.main(get_config)
+  runner.main(get_config)

@@ -25,11 +25,15 @@ import os
 import time
 
 import numpy as np
+from absl import flags
 
+from medjax import cli, runner
 from medjax.analysis.seed_ensemble import write_seed_ensemble
 from medjax.config import DATASETS, MODELS, PAPER_TABLE2
 from medjax.errors import ConfigError, UserError
-from medjax.rundir import read_json, read_results, write_csv, write_text
+from medjax.eval.plots import data_marks, plot_confusion_matrix, plt, save_figure, set_title
+from medjax.rundir import read_json, read_results, seed_workdir, write_csv, write_text
+from medjax.train.driver import duration
 
 PAPER = PAPER_TABLE2
 CELLS = [f"{d}_{m}" for d in DATASETS for m in MODELS if (d, m) in PAPER]
@@ -70,8 +74,7 @@ def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dir
   """Each seed's results.json content, training the seeds that have none (CNN and ResNet seeds
   together in one vmapped step when `stack`; None: on GPU/TPU, not on CPU). `train=False` only
   collects the seeds that are finished."""
-  from experiments import _runner
-  paths = {s: os.path.join(workdir, cell, f"seed{s}") for s in seeds}
+  paths = {s: seed_workdir(os.path.join(workdir, cell), s) for s in seeds}
   done = {}
   for s in seeds:
     path = os.path.join(paths[s], "results.json")
@@ -87,8 +90,8 @@ def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dir
     config = cell_config(cell, smoke=smoke, data_dirs=data_dirs, epochs=epochs,
                          data_seed=data_seed)
     log.info("%s seed(s) %s: training into %s", cell, todo, ", ".join(paths[s] for s in todo))
-    for s, r in zip(todo, _runner.run_seeds(config, todo, [paths[s] for s in todo],
-                                            stack=stack)):
+    for s, r in zip(todo, runner.run_seeds(config, todo, [paths[s] for s in todo],
+                                           stack=stack)):
       done[s] = r
   return [done[s] for s in seeds]
 
@@ -97,14 +100,14 @@ def cell_ensemble(cell: str, seeds: list[int], workdir: str) -> dict | None:
   """The ensemble of the cell's seeds (mean probability) in <workdir>/<cell>/ensemble."""
   if len(seeds) < 2:
     return None
-  missing = [s for s in seeds
-             if not os.path.exists(os.path.join(workdir, cell, f"seed{s}", "predictions.csv"))]
+  workdirs = [seed_workdir(os.path.join(workdir, cell), s) for s in seeds]
+  missing = [s for s, w in zip(seeds, workdirs)
+             if not os.path.exists(os.path.join(w, "predictions.csv"))]
   if missing:  # e.g. a seed's results.json restored from results/ without its predictions
     log.warning("%s: no ensemble row: seed(s) %s have results.json but no predictions.csv",
                 cell, missing)
     return None
-  return write_seed_ensemble([os.path.join(workdir, cell, f"seed{s}") for s in seeds],
-                             os.path.join(workdir, cell, "ensemble"))
+  return write_seed_ensemble(workdirs, os.path.join(workdir, cell, "ensemble"))
 
 
 def summarize(results: dict[str, list[dict]], ensembles: dict[str, dict | None] | None = None
@@ -226,7 +229,6 @@ def plot_confusion_matrices(results: dict[str, list[dict]], path: str) -> None:
   The title is marked SYNTHETIC DATA / SMOKE RUN when a cell's results are (smoke read from the
   config.json of <dir of path>/<cell>/seed<k>, where run_cell trains it).
   """
-  from medjax.eval.plots import data_marks, plot_confusion_matrix, plt, save_figure, set_title
   cells = list(results)
   cols = len(MODELS)
   datasets = [d for d in DATASETS if any(c.startswith(d + "_") for c in cells)]
@@ -242,8 +244,8 @@ def plot_confusion_matrices(results: dict[str, list[dict]], path: str) -> None:
         plot_confusion_matrix(r["test"]["confusion_matrix"], ax,
                               f"{cell}\n{100 * r['test']['accuracy']:.1f}% "
                               f"(paper {PAPER[(dataset, model)]:.1f}%)")
-        config = read_json(os.path.join(os.path.dirname(path), cell, f"seed{r['seed']}",
-                                        "config.json"), "config")
+        config = read_json(os.path.join(seed_workdir(os.path.join(os.path.dirname(path), cell),
+                                                     r["seed"]), "config.json"), "config")
         smoke = smoke or bool((config or {}).get("smoke"))
       else:
         ax.axis("off")
@@ -258,7 +260,6 @@ def plot_confusion_matrices(results: dict[str, list[dict]], path: str) -> None:
 
 
 def define_flags(fv) -> None:
-  from absl import flags
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/table2, or "
                       "runs/table2-smoke with --smoke).", flag_values=fv)
   flags.DEFINE_string("cells", None, "Comma-separated glob patterns of cells, e.g. 'luna_*' "
@@ -304,18 +305,11 @@ def _check_data_dirs(data_dirs: dict, cells) -> None:
       raise ConfigError(f"--{key}_dir is not used: no {key} cell among {', '.join(cells)}")
 
 
-def main(argv=None) -> list[dict] | None:
+def main(argv=None) -> list[dict]:
   """Runs the selected cells and writes the tables and the figure; `argv`: the flags (default
   sys.argv[1:])."""
-  import sys
-  from medjax import cli
-  from medjax.train.driver import duration
-  FLAGS = cli.parse_flags(define_flags, sys.argv[1:] if argv is None else argv, __doc__)
-  if FLAGS is None:
-    return None
-  from experiments._runner import enable_compilation_cache, setup_logging
-  setup_logging()
-  enable_compilation_cache()
+  FLAGS = cli.parse_flags(define_flags, argv, __doc__)
+  runner.enable_compilation_cache()
   workdir = FLAGS.workdir or os.path.join("runs", "table2-smoke" if FLAGS.smoke else "table2")
   seeds = cli.parse_seeds(FLAGS.seeds)
   cells = select_cells(FLAGS.cells)
@@ -351,8 +345,7 @@ def main(argv=None) -> list[dict] | None:
 
 def console_main() -> None:
   """`medjax-grid` and `python -m experiments.paper_table2`."""
-  from medjax import cli
-  cli.guard(main)
+  cli.run(main)
 
 
 if __name__ == "__main__":

@@ -10,4 +10,4 @@ from medjax import cli
 from medjax.analysis.robustness import main
 
 if __name__ == "__main__":
-  cli.guard(main)
+  cli.run(main)

@@ -1,12 +1,12 @@
 """`python -m medjax.bench [flags]`: the train-step benchmark, `medjax.benchmarks.step`."""
 
-from medjax import benchmarks
+from medjax import cli
 from medjax.benchmarks import step
 
 
 def console_main() -> None:
   """`medjax-bench` and `python -m medjax.bench`."""
-  benchmarks.run(step.define_flags, step.main)
+  cli.run(step.main)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,43 @@
-"""What every medjax command line shares: absl flags, `--help`, logging and user errors.
+"""What every medjax command line shares: flags, `--help`, logging and user errors.
 
-    def main(argv): ...
+Every command is written one way:
+
+    def define_flags(fv):
+      flags.DEFINE_string("out", None, "...", flag_values=fv)
+
+    def main(argv=None):
+      fv = cli.parse_flags(define_flags, argv, __doc__)  # or parse_args: positional arguments too
+      ...
+      return result
+
     if __name__ == "__main__":
       cli.run(main)
 
-A `medjax.errors.UserError` (bad config, data or workdir) is printed as one line,
-`error: <message>`, with exit status 2 and no traceback; `MEDJAX_DEBUG=1` shows the traceback.
-`--help` lists the command's flags with their defaults.
+`main` takes the command line without the program name (default `sys.argv[1:]`), parses it
+into a FlagValues of its own (absl's global FLAGS are never touched, so tests call `main` in
+process) and raises `medjax.errors.UserError` for anything the user can fix. `cli.run` is the
+shell's way in: a UserError is printed as one line, `error: <message>`, with exit status 2 and no
+traceback (`MEDJAX_DEBUG=1` shows the traceback). `--help` prints the module's docstring and the
+flags with their defaults. Flag names are absl's (`--batch_sizes`); dashed spellings
+(`--batch-sizes`) are accepted too.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-import re
 import sys
 import textwrap
-from typing import Callable
+from typing import Callable, NoReturn, Sequence
 
+from absl import flags
+
+from medjax.config import MAX_SEED
 from medjax.errors import ConfigError, UserError
 
 log = logging.getLogger("medjax")
+
+HELP = ("--help", "-h", "--helpshort", "-?")
 
 
 def setup_logging() -> None:
@@ -32,27 +48,67 @@ def setup_logging() -> None:
     logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def show_in_help(*names: str) -> None:
-  """Makes flags defined outside the main module (e.g. by the shared experiment runner) part of
-  the main module's `--help`."""
-  from absl import flags
-  for name in names:
-    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+def normalize_argv(args: Sequence[str]) -> list[str]:
+  """`--batch-sizes=20` -> `--batch_sizes=20`: absl knows flags by their underscore names only.
+
+  Only the flag names change (values, positional arguments and everything after a bare `--` are
+  left alone); `args` is the command line without the program name.
+  """
+  out = list(args)
+  for i, arg in enumerate(out):
+    if arg == "--":
+      break
+    if arg.startswith("-") and len(arg) > 1 and not (arg[1].isdigit() or arg[1] == "."):
+      dashes = 2 if arg.startswith("--") else 1
+      name, sep, value = arg[dashes:].partition("=")
+      out[i] = "-" * dashes + name.replace("-", "_") + sep + value
+  return out
 
 
-def flags_help(names) -> str:
-  """One entry per flag of `names` (absl's global FLAGS): `--name: help (default: value)`."""
-  from absl import flags
-  lines = []
-  for name in names:
-    flag = flags.FLAGS[name]
+def flags_help(fv: flags.FlagValues, skip: Sequence[str] = ()) -> str:
+  """One entry per flag of `fv` (in definition order, without --help and `skip`):
+  `--name: help (default: value)`."""
+  lines, seen = [], set()
+  for name in fv:
+    flag = fv[name]
+    if flag.name in seen or flag.name == "help" or flag.name in skip or "." in flag.name:
+      continue
+    seen.add(flag.name)
     default = "" if flag.default is None else f" (default: {flag.default_as_str})"
-    lines.append(textwrap.fill(f"--{name}: {flag.help}{default}", 100, initial_indent="  ",
-                               subsequent_indent="      "))
+    lines.append(textwrap.fill(f"--{flag.name}: {flag.help}{default}", 100,
+                               initial_indent="  ", subsequent_indent="      "))
   return "\n".join(lines)
 
 
-def fail(message: str) -> None:
+def parse_args(define: Callable[[flags.FlagValues], None], argv: Sequence[str] | None,
+               doc: str = "", *, more_help: str = "",
+               skip_in_help: Sequence[str] = ()) -> tuple[flags.FlagValues, list[str]]:
+  """(the flags `define(fv)` adds, parsed from `argv`; the positional arguments). `argv` is the
+  command line without the program name (None: `sys.argv[1:]`). `--help` prints `doc`, the flags
+  and `more_help`, and exits with status 0; a flag error is a UserError."""
+  argv = normalize_argv(sys.argv[1:] if argv is None else argv)
+  fv = flags.FlagValues()
+  define(fv)
+  if any(a in HELP for a in argv):
+    print(doc.rstrip() + "\n\nflags:\n" + flags_help(fv, skip_in_help) + more_help)
+    sys.exit(0)
+  try:
+    args = fv(["medjax", *argv])[1:]
+  except flags.Error as e:
+    raise UserError(str(e)) from None
+  return fv, args
+
+
+def parse_flags(define: Callable[[flags.FlagValues], None], argv: Sequence[str] | None,
+                doc: str = "", **help_options) -> flags.FlagValues:
+  """`parse_args` for a command that takes flags only."""
+  fv, args = parse_args(define, argv, doc, **help_options)
+  if args:
+    raise UserError(f"unexpected arguments: {args} (flags are --name=value)")
+  return fv
+
+
+def fail(message: str) -> NoReturn:
   """Prints `error: message` and exits with status 2, skipping the interpreter's shutdown so that
   no library (orbax's threads, TensorFlow) adds noise after the message."""
   sys.stdout.flush()
@@ -61,59 +117,18 @@ def fail(message: str) -> None:
   os._exit(2)
 
 
-def run(main: Callable, argv=None) -> None:
-  """absl's `app.run(main)` with user errors reported as one line. Run from a console script
-  (whose `__main__` is a generated wrapper), `--help` still shows the docstring and the flags of
-  the module that defines `main`."""
-  from absl import app, flags
-  module = sys.modules.get(main.__module__)
-  main_module = sys.modules["__main__"]
-  if module is not None and module is not main_module:
-    if not main_module.__doc__:
-      main_module.__doc__ = module.__doc__
-    show_in_help(*(f.name for f in flags.FLAGS.get_flags_for_module(module.__name__)))
-
-  def guarded(args):
-    try:
-      return main(args)
-    except UserError as e:
-      if os.environ.get("MEDJAX_DEBUG"):
-        raise
-      fail(str(e))
-
-  args = sys.argv if argv is None else argv
-  if any(a in ("--help", "-h", "--helpshort", "-?") for a in args[1:]):
-    app.usage(shorthelp=True, writeto_stdout=True, exitcode=0)  # absl's own --help exits 1
-  app.run(guarded, argv=argv)
-
-
-def parse_flags(define: Callable, argv, doc: str = ""):
-  """A private absl FlagValues with the flags `define(fv)` adds, parsed from `argv` (flags only,
-  no program name); None after printing the help for --help/-h. Flag errors are UserErrors."""
-  from absl import flags
-  fv = flags.FlagValues()
-  define(fv)
-  flags.DEFINE_boolean("help", False, "Show this help.", short_name="h", flag_values=fv)
+def run(main: Callable[[Sequence[str]], object], argv: Sequence[str] | None = None) -> NoReturn:
+  """Runs a command's `main(argv)` from the shell (`argv`: default `sys.argv[1:]`) with logging
+  set up; a UserError is one line on stderr and exit status 2, an int that `main` returns is the
+  exit status (anything else: 0)."""
+  setup_logging()
   try:
-    extra = fv(["medjax", *argv])[1:]
-  except flags.Error as e:
-    raise UserError(str(e)) from None
-  if fv.help:
-    print(doc.rstrip() + "\n\nflags:\n" + fv.get_help())
-    return None
-  if extra:
-    raise UserError(f"unexpected arguments: {extra} (flags are --name=value)")
-  return fv
-
-
-def guard(main: Callable, *args):
-  """Runs `main(*args)`; a UserError becomes one line on stderr and exit status 2."""
-  try:
-    return main(*args)
+    status = main(sys.argv[1:] if argv is None else list(argv))
   except UserError as e:
     if os.environ.get("MEDJAX_DEBUG"):
       raise
     fail(str(e))
+  sys.exit(status if isinstance(status, int) else 0)
 
 
 def parse_list(value, name: str, kind=int) -> list:
@@ -135,7 +150,6 @@ def parse_list(value, name: str, kind=int) -> list:
 def parse_seeds(value, name: str = "seeds") -> list[int]:
   """`--seeds=0,1,2` -> [0, 1, 2]: distinct seeds in 0..MAX_SEED, else a ConfigError naming the
   flag (`0,0` would train one model twice and report it as an ensemble of two)."""
-  from medjax.config import MAX_SEED
   seeds = parse_list(value, name)
   bad = [s for s in seeds if not 0 <= s <= MAX_SEED]
   if bad:
@@ -147,31 +161,9 @@ def parse_seeds(value, name: str = "seeds") -> list[int]:
   return seeds
 
 
-def _field_comments() -> dict[str, str]:
-  """The comment beside each field in medjax/config.py, keyed by dotted path."""
-  from medjax import config as config_lib
-  comments, block, above = {}, "", []
-  for line in inspect.getsource(config_lib).splitlines():
-    m = re.match(r"def (\w+)_defaults\(", line)
-    if m:
-      block = m.group(1) + "."
-    elif line.startswith("def "):
-      block = ""
-    if re.match(r"\s*#", line):  # a comment block above a field describes it
-      above.append(line.strip().lstrip("#").strip())
-      continue
-    m = re.match(r"\s*c\.([\w.]+)\s*=([^#]*)(?:#\s*(.+))?$", line)
-    if m and not m.group(2).strip().startswith("ml_collections.ConfigDict"):
-      note = m.group(3) or " ".join(above)
-      if note:
-        comments[block + m.group(1)] = note.strip()
-    above = []
-  return comments
-
-
-def config_help(config) -> str:
-  """The config's fields as a nested tree with defaults and the comment from config.py."""
-  comments = _field_comments()
+def config_help(config, notes: dict[str, str]) -> str:
+  """The config's fields as a nested tree with their defaults and `notes` (dotted path -> what
+  the field does)."""
   lines = []
 
   def walk(d, prefix, indent):
@@ -182,7 +174,7 @@ def config_help(config) -> str:
         lines.append(f"{' ' * indent}{key}:")
         walk(value, path + ".", indent + 2)
       else:
-        note = comments.get(path, "")
+        note = notes.get(path, "")
         lines.append(f"{' ' * indent}{key} = {value!r}" + (f"    # {note}" if note else ""))
 
   walk(config, "", 2)

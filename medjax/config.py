@@ -7,6 +7,7 @@ import math
 import ml_collections
 from ml_collections import config_dict
 
+from medjax import platform
 from medjax.errors import ConfigError
 
 DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
@@ -47,99 +48,71 @@ def hip_variant(dataset: str) -> tuple[int, bool]:
 
 
 def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
-  """Paper defaults (Adam 1e-4, batch 20, 100 epochs on real data)."""
+  """Paper defaults (Adam 1e-4, batch 20, 100 epochs on real data); what each field does: `HELP`."""
   c = ml_collections.ConfigDict()
   c.experiment = f"{dataset}_{model}"
   c.dataset = dataset
   c.model = model
-  c.model_size = "full"          # "tiny" for tests and smoke runs
-  c.dtype = "float32"            # compute dtype; "bfloat16" keeps float32 params and BN stats
+  c.model_size = "full"
+  c.dtype = "float32"
   c.seed = 0
-  # None: the paper's 100 on real data, `synthetic_num_epochs` on the embedded synthetic data.
   c.num_epochs = config_dict.placeholder(int)
   c.synthetic_num_epochs = 20
   c.batch_size = 20
   c.eval_batch_size = 200
   c.learning_rate = 1e-4
-  # Learning-rate schedule (medjax.train.optim): "constant" (the paper), "cosine", "step".
   c.lr_schedule = "constant"
-  c.warmup_epochs = 0.0             # linear warm-up from 0 (before any schedule)
-  c.lr_decay_epochs = LR_DECAY_EPOCHS  # "step": multiply by lr_decay_factor every this many epochs
+  c.warmup_epochs = 0.0
+  c.lr_decay_epochs = LR_DECAY_EPOCHS
   c.lr_decay_factor = LR_DECAY_FACTOR
-  # Stop when the validation checkpoint metric has not improved for this many epochs (None: off,
-  # the paper's fixed epochs).
   c.early_stopping_patience = config_dict.placeholder(int)
-  c.checkpoint_metric = "accuracy"  # validation metric that picks the best checkpoint: or "auc"
-  c.eval_checkpoint = "best"        # test the "best" (by validation) or the "last" checkpoint
-  c.temperature_scaling = True      # also report test calibration after a temperature fit on val
-  c.log_every = 50                  # steps between host syncs (progress bar, NaN check)
-  # Training split on device, chunks of steps as one jitted scan. None: the platform's default
-  # (medjax.platform: on for GPU/TPU, off on CPU, where it is slower).
+  c.checkpoint_metric = "accuracy"
+  c.eval_checkpoint = "best"
+  c.temperature_scaling = True
+  c.log_every = 50
   c.device_resident = config_dict.placeholder(bool)
-  c.smoke = False                   # tiny model, little data, 1 epoch: for tests
-  # Start from other weights (medjax.analysis.pretrained) instead of a random init: a finished
-  # run's workdir (its tested checkpoint, the same model), a Keras ResNet-50 weights file (.h5,
-  # into resnet_variant="keras") or a torchvision ResNet-50 state_dict (.pth, "torchvision";
-  # needs torch). A new head where the class count differs; RGB kernels summed to 1 channel.
+  c.smoke = False
   c.init_from = config_dict.placeholder(str)
-  # Fine-tuning from init_from: every layer but the head at this learning rate (None: the
-  # same), or the backbone frozen (weights and BatchNorm statistics; only the head trains).
   c.backbone_learning_rate = config_dict.placeholder(float)
   c.freeze_backbone = False
 
   c.augment = ml_collections.ConfigDict()
-  c.augment.dihedral = True         # random rot90 / flip per training image
-  c.augment.max_shift = 2           # random translation in pixels (edge padding)
+  c.augment.dihedral = True
+  c.augment.max_shift = 2
 
   c.data = ml_collections.ConfigDict()
-  c.data.dir = config_dict.placeholder(str)  # unset: the embedded synthetic data
-  # Where training batches come from: "arrays" (host memory) or "tfdata" (a tf.data pipeline
-  # over the same examples in the same order; needs TensorFlow), or "tfds": the splits read from
-  # the prepared TFDS data set of medjax's builders (medjax.data.tfds.source: the LUNA16 patch
-  # folder, the hip variants), prepared from data.dir on first use. Same model every way.
+  c.data.dir = config_dict.placeholder(str)
   c.data.source = "arrays"
-  c.data.tfds_dir = config_dict.placeholder(str)  # data.source="tfds": None = <cache>/tensorflow_datasets
-  # LUNA16 patches are 50x50; a hip variant's size and cropping come from its name.
+  c.data.tfds_dir = config_dict.placeholder(str)
   c.data.image_size = image_size(dataset)
-  c.data.include_rotated = False    # add the patch set's unlisted rotated positives to train
-  c.data.val_fraction = 0.1         # of train, held out for model selection when no test split
-  # Seed of the data split, the hold-out and the subsampling. None: `seed`. Pinned, several model
-  # seeds (init, batch order, augmentation) share one split (the grid runner pins it to 0).
+  c.data.include_rotated = False
+  c.data.val_fraction = 0.1
   c.data.seed = config_dict.placeholder(int)
-  c.data.synthetic_train = 1500     # caps on the embedded synthetic splits
+  c.data.synthetic_train = 1500
   c.data.synthetic_test = 500
   # Raw LUNA16 layout (subset*/ + candidates*.csv) and the embedded synthetic CT volumes:
-  c.data.split = "scan"             # "scan": fold k tests on subset k; "random": paper's, LEAKY
+  c.data.split = "scan"
   c.data.fold = 0
-  c.data.test_fraction = 0.2        # LUNA16 "random" split, and the hip X-ray test share
-  c.data.candidates = "v1"          # candidates.csv ("v1") or candidates_V2.csv ("v2")
-  c.data.neg_ratio = 5.0            # negatives kept per positive in train (paper: 5; 0 = all)
-  c.data.test_neg_ratio = 5.0       # same for val/test (0 = all candidates, for FROC)
-  c.data.augment_positives = 0      # extra rotated/shifted copies per train positive
-  c.data.augment_shift = 3          # max shift (voxels) of those copies
+  c.data.test_fraction = 0.2
+  c.data.candidates = "v1"
+  c.data.neg_ratio = 5.0
+  c.data.test_neg_ratio = 5.0
+  c.data.augment_positives = 0
+  c.data.augment_shift = 3
   c.data.hu_window = (-1000.0, 400.0)
-  c.data.slices = 1                 # neighbouring axial slices as channels (odd)
-  c.data.workers = 0                # volume-reading processes (0: one per core, up to 8)
-  c.data.cache = True               # keep prepared patches as .npz in the medjax cache dir
+  c.data.slices = 1
+  c.data.workers = 0
+  c.data.cache = True
   # Hip X-ray folders (labels.csv or positive/ + negative/) and the embedded synthetic ones:
-  c.data.synthetic_n = 1000         # synthetic radiographs (balanced; generated once, then cached)
-  c.data.pad = "border"             # pad to square keeping the aspect: "border" mean, "zero"
-  c.data.max_train = config_dict.placeholder(int)  # subsample (stratified) for quick runs
+  c.data.synthetic_n = 1000
+  c.data.pad = "border"
+  c.data.max_train = config_dict.placeholder(int)
   c.data.max_test = config_dict.placeholder(int)
-  # Train with labels on this many training examples (stratified; seeded by `seed`, so seed k
-  # labels the same examples for every model). The SGAN uses the rest without labels; every
-  # other model never sees them. None: all labelled.
   c.data.num_labelled = config_dict.placeholder(int)
-  # Duplicates (the same file, or the same bytes under another name) within or across splits
-  # are an error; True only logs them, for someone who really means to keep them.
   c.data.allow_duplicates = False
-  # Bits per pixel of 16-bit images (e.g. 12 for 12-bit X-rays stored in 16 bits). None: the
-  # depth the file declares (PNG sBIT, DICOM BitsStored), else the full 16 bits.
   c.data.bit_depth = config_dict.placeholder(int)
 
   if model == "resnet":
-    # "torchvision" (no conv biases, stride on the 3x3) or "keras" (tf.keras.applications'
-    # ResNet50, the paper's: conv biases, stride on the first 1x1; medjax.models.resnet).
     c.resnet_variant = "torchvision"
   model_defaults = _model_config(model)
   if model_defaults is not None:
@@ -153,23 +126,8 @@ def _model_config(model: str) -> ml_collections.ConfigDict | None:
 
 
 def dbn_defaults() -> ml_collections.ConfigDict:
-  """`config.dbn`: the pretraining settings (fine-tuning uses the top-level config).
-
-  hidden                  the paper's four RBM layers
-  tiny_hidden             hidden sizes when config.model_size == "tiny" (smoke runs: 1 epoch)
-  pretrain_epochs         CD epochs per layer
-  cd_k                    Gibbs steps per update (CD-k / PCD-k)
-  persistent              persistent CD (fantasy particles carried across updates)
-  gaussian_visible        first layer Gaussian-Bernoulli on per-pixel standardized pixels;
-                          False: Bernoulli on pixel intensities in [0, 1] used as probabilities
-  pretrain_learning_rate  Bernoulli layers, on batch-averaged statistics
-  gaussian_learning_rate  the Gaussian first layer: Hinton's guide takes it 1-2 orders of
-                          magnitude below the binary layers' rate
-  initial_momentum, momentum, momentum_switch_epoch
-                          0.5 for the first epochs, then 0.9 (Hinton's guide, section 9)
-  weight_decay            L2 on the weights only (guide: 1e-4 to 1e-2 times the gradient)
-  pretrain_batch_size     CD minibatch (the guide: 10 to 100)
-  monitor_examples        fixed train/held-out subsets for the per-epoch numbers
+  """`config.dbn`: the pretraining settings (fine-tuning uses the top-level config; each field:
+  `HELP`).
 
   Fine-tuning keeps the shared `config.augment` (dihedral transforms, 2-pixel shifts): a fully
   connected net has no built-in invariance, so label-preserving copies are its only source of
@@ -208,20 +166,150 @@ def sgan_defaults() -> ml_collections.ConfigDict:
   c.d_beta1 = 0.5
   c.g_learning_rate = 2e-4
   c.g_beta1 = 0.5
-  c.unsupervised_weight = 1.0   # weight of the real/fake loss against the classification loss
-  c.feature_matching = True    # G matches mean trunk features instead of fooling D
-  c.label_smoothing = 0.0       # one-sided: D's target for real images is 1 - this (0.1 common)
-  # Which images of the real/fake game get config.augment (the labelled batch always does):
-  # "both" (DiffAugment: real and generated alike), "real" (medjax before 2026-12), "none".
+  c.unsupervised_weight = 1.0
+  c.feature_matching = True
+  c.label_smoothing = 0.0
   c.gan_augment = "both"
-  # False: the ablation, the discriminator alone as a K-class classifier of the labelled images
-  # (no generator, no unlabelled images; the same steps an epoch, optimizer and augmentation).
   c.gan = True
   c.dropout_rate = 0.4
-  c.features = 128              # channels of every G and D convolution (the paper's 128)
-  c.sample_every = 5            # epochs between sample grids (also after the first and last)
-  c.sample_grid = 8             # the grid is sample_grid x sample_grid generated images
+  c.features = 128
+  c.sample_every = 5
+  c.sample_grid = 8
   return c
+
+
+# What each config field does (dotted path -> text): `--help` prints it beside the field's
+# default, and a test checks that every field of every experiment has one.
+HELP = {
+    "backbone_learning_rate": (
+        "fine-tuning from init_from: every layer but the head at this learning rate (None: the "
+        "same)"),
+    "batch_size": "training batch (the paper: 20)",
+    "checkpoint_metric": 'validation metric that picks the best checkpoint: or "auc"',
+    "dataset": "luna, hip128_crop, hip128_full, hip256_crop or hip256_full",
+    "device_resident": (
+        "Training split on device, chunks of steps as one jitted scan. None: the platform's "
+        "default (medjax.platform: on for GPU/TPU, off on CPU, where it is slower)."),
+    "dtype": 'compute dtype; "bfloat16" keeps float32 params and BN stats',
+    "early_stopping_patience": (
+        "Stop when the validation checkpoint metric has not improved for this many epochs (None: "
+        "off, the paper's fixed epochs)"),
+    "eval_batch_size": "batch of validation and test predictions",
+    "eval_checkpoint": 'test the "best" (by validation) or the "last" checkpoint',
+    "experiment": "<dataset>_<model>: names the run and its results",
+    "freeze_backbone": (
+        "fine-tuning from init_from: only the head trains (the backbone's weights and BatchNorm "
+        "statistics stay)"),
+    "init_from": (
+        "Start from other weights (medjax.analysis.pretrained) instead of a random init: a "
+        "finished run's workdir (its tested checkpoint, the same model), a Keras ResNet-50 "
+        'weights file (.h5, into resnet_variant="keras") or a torchvision ResNet-50 state_dict '
+        '(.pth, "torchvision"; needs torch). A new head where the class count differs; RGB '
+        "kernels summed to 1 channel."),
+    "learning_rate": "Adam's learning rate (the paper: 1e-4)",
+    "log_every": "steps between host syncs (progress bar, NaN check)",
+    "lr_decay_epochs": '"step": multiply by lr_decay_factor every this many epochs',
+    "lr_decay_factor": '"step": the factor applied every lr_decay_epochs',
+    "lr_schedule": (
+        'Learning-rate schedule (medjax.train.optim): "constant" (the paper), "cosine", "step"'),
+    "model": "cnn, resnet, dbn or sgan",
+    "model_size": '"tiny" for tests and smoke runs',
+    "num_epochs": (
+        "None: the paper's 100 on real data, `synthetic_num_epochs` on the embedded synthetic "
+        "data"),
+    "resnet_variant": (
+        '"torchvision" (no conv biases, stride on the 3x3) or "keras" (tf.keras.applications\' '
+        "ResNet50, the paper's: conv biases, stride on the first 1x1; medjax.models.resnet)"),
+    "seed": "model init, batch order and augmentation (and the data split, unless data.seed)",
+    "smoke": "tiny model, little data, 1 epoch: for tests",
+    "synthetic_num_epochs": "num_epochs on the embedded synthetic data when num_epochs is None",
+    "temperature_scaling": "also report test calibration after a temperature fit on val",
+    "warmup_epochs": "linear warm-up from 0 (before any schedule)",
+    "augment.dihedral": "random rot90 / flip per training image",
+    "augment.max_shift": "random translation in pixels (edge padding)",
+    "data.allow_duplicates": (
+        "Duplicates (the same file, or the same bytes under another name) within or across splits"
+        " are an error; True only logs them, for someone who really means to keep them"),
+    "data.augment_positives": "extra rotated/shifted copies per train positive",
+    "data.augment_shift": "max shift (voxels) of the augment_positives copies",
+    "data.bit_depth": (
+        "Bits per pixel of 16-bit images (e.g. 12 for 12-bit X-rays stored in 16 bits). None: the"
+        " depth the file declares (PNG sBIT, DICOM BitsStored), else the full 16 bits."),
+    "data.cache": "keep prepared patches as .npz in the medjax cache dir",
+    "data.candidates": 'candidates.csv ("v1") or candidates_V2.csv ("v2")',
+    "data.dir": "unset: the embedded synthetic data",
+    "data.fold": 'data.split="scan": the subset that is the test split',
+    "data.hu_window": "Hounsfield units clipped to (low, high), then scaled to [0, 1]",
+    "data.image_size": (
+        "LUNA16 patches are 50x50; a hip variant's size and cropping come from its name"),
+    "data.include_rotated": "add the patch set's unlisted rotated positives to train",
+    "data.max_test": "subsample (stratified) the test split for quick runs",
+    "data.max_train": "subsample (stratified) the train split for quick runs",
+    "data.neg_ratio": "negatives kept per positive in train (paper: 5; 0 = all)",
+    "data.num_labelled": (
+        "Train with labels on this many training examples (stratified; seeded by `seed`, so seed "
+        "k labels the same examples for every model). The SGAN uses the rest without labels; "
+        "every other model never sees them. None: all labelled."),
+    "data.pad": 'pad to square keeping the aspect: "border" mean, "zero"',
+    "data.seed": (
+        "Seed of the data split, the hold-out and the subsampling. None: `seed`. Pinned, several "
+        "model seeds (init, batch order, augmentation) share one split (the grid runner pins it "
+        "to 0)."),
+    "data.slices": "neighbouring axial slices as channels (odd)",
+    "data.source": (
+        'Where training batches come from: "arrays" (host memory) or "tfdata" (a tf.data pipeline'
+        ' over the same examples in the same order; needs TensorFlow), or "tfds": the splits read'
+        " from the prepared TFDS data set of medjax's builders (medjax.data.tfds.source: the "
+        "LUNA16 patch folder, the hip variants), prepared from data.dir on first use. Same model "
+        "every way."),
+    "data.split": '"scan": fold k tests on subset k; "random": paper\'s, LEAKY',
+    "data.synthetic_n": "synthetic radiographs (balanced; generated once, then cached)",
+    "data.synthetic_test": "cap on the embedded synthetic test split",
+    "data.synthetic_train": "cap on the embedded synthetic train split",
+    "data.test_fraction": 'LUNA16 "random" split, and the hip X-ray test share',
+    "data.test_neg_ratio": "neg_ratio for val/test (0 = all candidates, for FROC)",
+    "data.tfds_dir": 'data.source="tfds": None = <cache>/tensorflow_datasets',
+    "data.val_fraction": "of train, held out for model selection when no test split",
+    "data.workers": "volume-reading processes (0: one per core, up to 8)",
+    "dbn.cd_k": "Gibbs steps per update (CD-k / PCD-k)",
+    "dbn.gaussian_learning_rate": (
+        "the Gaussian first layer: Hinton's guide takes it 1-2 orders of magnitude below the "
+        "binary layers' rate"),
+    "dbn.gaussian_visible": (
+        "first layer Gaussian-Bernoulli on per-pixel standardized pixels; False: Bernoulli on "
+        "pixel intensities in [0, 1] used as probabilities"),
+    "dbn.hidden": "the paper's four RBM layers",
+    "dbn.initial_momentum": (
+        "momentum for the first momentum_switch_epoch epochs (Hinton's guide, section 9)"),
+    "dbn.momentum": "momentum after momentum_switch_epoch",
+    "dbn.momentum_switch_epoch": "the epoch at which initial_momentum becomes momentum",
+    "dbn.monitor_examples": "fixed train/held-out subsets for the per-epoch numbers",
+    "dbn.persistent": "persistent CD (fantasy particles carried across updates)",
+    "dbn.pretrain_batch_size": "CD minibatch (the guide: 10 to 100)",
+    "dbn.pretrain_epochs": "CD epochs per layer",
+    "dbn.pretrain_learning_rate": "Bernoulli layers, on batch-averaged statistics",
+    "dbn.tiny_hidden": 'hidden sizes when config.model_size == "tiny" (smoke runs: 1 epoch)',
+    "dbn.weight_decay": "L2 on the weights only (guide: 1e-4 to 1e-2 times the gradient)",
+    "sgan.d_beta1": "the discriminator's Adam beta1",
+    "sgan.d_learning_rate": "the discriminator's Adam learning rate",
+    "sgan.dropout_rate": "dropout before the discriminator's dense layer",
+    "sgan.feature_matching": "G matches mean trunk features instead of fooling D",
+    "sgan.features": "channels of every G and D convolution (the paper's 128)",
+    "sgan.g_beta1": "the generator's Adam beta1",
+    "sgan.g_learning_rate": "the generator's Adam learning rate",
+    "sgan.gan": (
+        "False: the ablation, the discriminator alone as a K-class classifier of the labelled "
+        "images (no generator, no unlabelled images; the same steps an epoch, optimizer and "
+        "augmentation)"),
+    "sgan.gan_augment": (
+        "Which images of the real/fake game get config.augment (the labelled batch always does): "
+        '"both" (DiffAugment: real and generated alike), "real" (medjax before 2026-12), "none"'),
+    "sgan.label_smoothing": "one-sided: D's target for real images is 1 - this (0.1 common)",
+    "sgan.latent_dim": "size of the generator's noise vector",
+    "sgan.sample_every": "epochs between sample grids (also after the first and last)",
+    "sgan.sample_grid": "the grid is sample_grid x sample_grid generated images",
+    "sgan.unsupervised_weight": "weight of the real/fake loss against the classification loss",
+}
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -316,7 +404,6 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if c.num_epochs is None:
     c.num_epochs = c.synthetic_num_epochs if not c.data.dir else PAPER_EPOCHS
   if c.device_resident is None:
-    from medjax import platform
     c.device_resident = platform.device_resident_default() and c.data.source == "arrays"
   _check(not (c.data.source == "tfdata" and c.device_resident),
          "data.source='tfdata' feeds batches from the host: set device_resident=False")

@@ -17,6 +17,10 @@ import re
 import sys
 from typing import Callable
 
+from absl import flags
+
+from medjax import cli
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 BLOCK = re.compile(r"(<!-- generated: (\w+) -->\n)(.*?)(<!-- end generated -->)", re.S)
@@ -101,17 +105,13 @@ def stale_blocks(path: str = README) -> list[str]:
           if m.group(3) != BLOCKS[m.group(2)]()]
 
 
-def define_flags(fv) -> None:
-  from absl import flags
+def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_bool("check", False, "Only check: exit status 1 when README.md disagrees with "
                     "the results files.", flag_values=fv)
 
 
 def main(argv: list[str] | None = None) -> int:
-  from medjax import cli
-  fv = cli.parse_flags(define_flags, sys.argv[1:] if argv is None else argv, __doc__)
-  if fv is None:
-    return 0
+  fv = cli.parse_flags(define_flags, argv, __doc__)
   if fv.check:
     stale = stale_blocks()
     if stale:
@@ -130,5 +130,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-  from medjax import cli as _cli
-  sys.exit(_cli.guard(main))
+  cli.run(main)

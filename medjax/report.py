@@ -21,10 +21,12 @@ import re
 from typing import Any, Sequence
 
 import numpy as np
+from absl import flags
 
+from medjax import cli
 from medjax.errors import UserError, WorkdirError
 from medjax.eval import calibration, plots
-from medjax.eval.metrics import bootstrap_auc_ci, precision_recall_curve, roc_curve
+from medjax.eval.metrics import bootstrap_auc_ci, precision_recall_curve, roc_auc, roc_curve
 from medjax.rundir import read_json, read_metrics, read_predictions, writing
 
 log = logging.getLogger(__name__)
@@ -165,7 +167,6 @@ def _test_curves(run: Run, label: str, n_bootstrap: int) -> tuple[dict, dict] | 
   test = (run.results or {}).get("test") or {}
   auc = test.get("auc")
   if auc is None:
-    from medjax.eval.metrics import roc_auc
     auc = roc_auc(labels, probs)
   ci = test.get("auc_ci95")
   if ci is None and n_bootstrap:
@@ -260,27 +261,24 @@ def report(paths: Sequence[str], out: str | None = None, *, n_bootstrap: int = 1
 
 # --- command line -----------------------------------------------------------------------------
 
-def define_flags() -> None:
-  from absl import flags
+def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("out", None, "Directory for the figures (default: the workdir for one "
-                      "run, the first run's parent directory for several).")
+                      "run, the first run's parent directory for several).", flag_values=fv)
   flags.DEFINE_integer("bootstrap", 1000, "Bootstrap resamples for the AUC's 95% interval when "
-                       "results.json has none (0: no interval).", lower_bound=0)
+                       "results.json has none (0: no interval).", lower_bound=0, flag_values=fv)
 
 
-def main(argv: Sequence[str]) -> None:
-  """`python -m medjax.report WORKDIR [WORKDIR ...] [--out=DIR] [--bootstrap=N]`."""
-  from absl import flags
-  from medjax import cli
-  cli.setup_logging()
-  written = report(argv[1:], flags.FLAGS.out, n_bootstrap=flags.FLAGS.bootstrap)
+def main(argv: Sequence[str] | None = None) -> list[str]:
+  """`python -m medjax.report WORKDIR [WORKDIR ...] [--out=DIR] [--bootstrap=N]`; returns the
+  files written."""
+  fv, workdirs = cli.parse_args(define_flags, argv, __doc__)
+  written = report(workdirs, fv.out, n_bootstrap=fv.bootstrap)
   print("wrote " + ", ".join(written))
+  return written
 
 
 def console_main() -> None:
   """`medjax-report` and `python -m medjax.report`."""
-  from medjax import cli
-  define_flags()
   cli.run(main)
 
 

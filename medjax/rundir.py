@@ -32,6 +32,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from medjax import config as config_lib
 from medjax.errors import WorkdirError
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,12 @@ def is_writer() -> bool:
   """Only process 0 writes files in a multi-host run (orbax coordinates checkpoints itself)."""
   import jax
   return jax.process_index() == 0
+
+
+def seed_workdir(parent: str, seed: int) -> str:
+  """Where seed `seed` of a several-seed run trains: `<parent>/seed<seed>` (--seeds, the grid,
+  the label-efficiency study)."""
+  return os.path.join(parent, f"seed{seed}")
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -371,7 +378,6 @@ def fingerprint_changes(saved: dict, current: dict) -> list[str]:
 
 def _defaults(flat_config: dict[str, Any]) -> dict[str, Any]:
   """The flattened default config of `flat_config`'s experiment (empty if unknown)."""
-  from medjax import config as config_lib
   try:
     base = config_lib.base_config(flat_config["dataset"], flat_config["model"])
   except (KeyError, ValueError):

@@ -20,6 +20,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from medjax.eval.plots import confusion_matrix_figure, figure_to_array, plt
+
 log = logging.getLogger(__name__)
 
 EVENT_FILE_GLOB = "events.out.tfevents.*"
@@ -120,10 +122,8 @@ class EventWriter:
   def figure(self, step: int, tag: str, fig, close: bool = True) -> None:
     """A matplotlib figure, rendered to an image (and closed unless `close=False`)."""
     if self.enabled:
-      from medjax.eval.plots import figure_to_array
       self.image(step, tag, figure_to_array(fig))
     if close:
-      from medjax.eval.plots import plt
       plt.close(fig)
 
   def flush(self) -> None:
@@ -144,7 +144,6 @@ class EventWriter:
 
 def confusion_matrix_image(cm, title: str = "") -> np.ndarray:
   """A 2x2 confusion matrix [[TN, FP], [FN, TP]] drawn as an [H, W, 3] uint8 image."""
-  from medjax.eval.plots import confusion_matrix_figure, figure_to_array, plt
   fig = confusion_matrix_figure(cm, title, dpi=100)
   image = figure_to_array(fig)
   plt.close(fig)

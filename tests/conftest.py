@@ -38,7 +38,7 @@ def finished_run(tmp_path_factory):
   """`finished_run(model)`: the workdir of a 1-epoch luna_<model> smoke run, trained on first
   use, once per session (the post-run tools are tested on a run of every model)."""
   import importlib
-  from experiments import _runner
+  from medjax import runner
   runs = {}
 
   def get(model: str) -> str:
@@ -47,7 +47,7 @@ def finished_run(tmp_path_factory):
       config = importlib.import_module(f"experiments.luna_{model}").get_config()
       config.smoke = True
       config.num_epochs = 1
-      _runner.run(config, workdir)
+      runner.run(config, workdir)
       assert os.path.exists(os.path.join(workdir, "results.json"))
       runs[model] = workdir
     return runs[model]

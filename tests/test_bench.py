@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import linen as nn
 
-from medjax import benchmarks, platform
+from medjax import cli, platform
 from medjax.benchmarks import pipeline, rbm, step, torch_reference
 from medjax.benchmarks.flops import count_flops
 from medjax.errors import UserError
@@ -35,7 +35,7 @@ def test_resnet50_forward_flops_match_the_published_4_1_gmacs():
 
 
 def test_dashed_flag_names_become_absl_names_and_values_stay():
-  assert benchmarks.normalize_argv(
+  assert cli.normalize_argv(
       ["--batch-sizes=20,256", "--image-sizes", "50", "--noinput-pipeline", "--out=a-b.json",
        "-1", "--models=cnn", "--", "--keep-me"]) == [
       "--batch_sizes=20,256", "--image_sizes", "50", "--noinput_pipeline", "--out=a-b.json",
@@ -47,7 +47,7 @@ def test_dashed_flag_names_become_absl_names_and_values_stay():
 def test_step_benchmark_writes_json(tmp_path, mode, seeds, models):
   out = tmp_path / "bench.json"
   # The README's dashed spellings and absl's underscore names both work.
-  results = benchmarks.call(step, [
+  results = step.main([
       f"--models={models}", "--model-size=tiny", "--image_sizes=40", "--steps=4", "--windows=2",
       "--scan-steps=4", f"--mode={mode}", f"--seeds={seeds}", f"--out={out}"])
   data = json.loads(out.read_text())
@@ -65,11 +65,11 @@ def test_step_benchmark_writes_json(tmp_path, mode, seeds, models):
 
 def test_bad_flags_are_user_errors():
   with pytest.raises(UserError, match="unknown"):
-    benchmarks.call(step, ["--models=vgg"])
+    step.main(["--models=vgg"])
   with pytest.raises(UserError, match="batch_sizes"):
-    benchmarks.call(step, ["--batch-sizes=twenty"])
+    step.main(["--batch-sizes=twenty"])
   with pytest.raises(UserError, match="Unknown command line flag"):
-    benchmarks.call(step, ["--no-such-flag=1"])
+    step.main(["--no-such-flag=1"])
 
 
 def test_cli_accepts_dashed_flags_and_reports_user_errors_in_one_line():
@@ -91,8 +91,8 @@ def test_benchmarks_import_no_optional_dependency():
 
 def test_torch_reference_without_torch_says_how_to_install_it():
   code = ("import sys; sys.modules['torch'] = None; "
-          "from medjax import benchmarks; from medjax.benchmarks import torch_reference as t; "
-          "benchmarks.run(t.define_flags, t.main, ['torch_reference', '--models=sgan'])")
+          "from medjax import cli; from medjax.benchmarks import torch_reference as t; "
+          "cli.run(t.main, ['--models=sgan'])")
   p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
   assert p.returncode == 2
   assert p.stderr.strip() == "error: PyTorch is not installed: pip install torch"
@@ -101,7 +101,7 @@ def test_torch_reference_without_torch_says_how_to_install_it():
 def test_rbm_benchmark_without_sklearn_times_medjax_alone(tmp_path, monkeypatch, capsys):
   monkeypatch.setitem(sys.modules, "sklearn", None)
   out = tmp_path / "rbm.json"
-  report = benchmarks.call(rbm, ["--visible=16", "--hidden=8", "--batch=4", "--samples=16",
+  report = rbm.main(["--visible=16", "--hidden=8", "--batch=4", "--samples=16",
                                  "--repeats=1", f"--out={out}"])
   assert "comparison needs scikit-learn" in capsys.readouterr().out
   assert [r["name"].split()[0] for r in report["results"]] == ["medjax"] * 3
@@ -110,7 +110,7 @@ def test_rbm_benchmark_without_sklearn_times_medjax_alone(tmp_path, monkeypatch,
 
 def test_rbm_benchmark_compares_with_sklearn(tmp_path):
   pytest.importorskip("sklearn")
-  report = benchmarks.call(rbm, ["--visible=16", "--hidden=8", "--batch=4", "--samples=16",
+  report = rbm.main(["--visible=16", "--hidden=8", "--batch=4", "--samples=16",
                                  "--repeats=1", f"--out={tmp_path / 'rbm.json'}"])
   names = [r["name"].split()[0] for r in report["results"]]
   assert names == ["sklearn"] * 2 + ["medjax"] * 3
@@ -137,7 +137,7 @@ def test_torch_sgan_generator_makes_the_target_size():
 
 def test_torch_reference_times_the_sgan_and_rbm_steps(tmp_path):
   pytest.importorskip("torch")
-  results = benchmarks.call(torch_reference, [
+  results = torch_reference.main([
       "--models=sgan,rbm", "--batch-size=2", "--image-size=16", "--rbm-hidden=8", "--steps=1",
       "--windows=1", f"--out={tmp_path / 't.json'}"])
   assert [r["model"] for r in results] == ["sgan", "rbm"]

@@ -9,8 +9,9 @@ import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from experiments import _runner, luna_dbn
+from experiments import luna_dbn
 from medjax import config as config_lib
+from medjax import runner
 from medjax.models import DBN, DBNTiny, create_model
 from medjax.models.rbm import dbn_params_from_stack, init_rbm
 from medjax.train import dbn as dbn_lib
@@ -109,7 +110,7 @@ def test_smoke_run_writes_results_and_reuses_the_pretrained_stack(tmp_path, monk
   config = luna_dbn.get_config()
   config.smoke = True
   workdir = str(tmp_path / "run")
-  results = _runner.run(config, workdir)
+  results = runner.run(config, workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     on_disk = json.load(f)
   assert on_disk == json.loads(json.dumps(results))
@@ -132,7 +133,7 @@ def test_smoke_run_writes_results_and_reuses_the_pretrained_stack(tmp_path, monk
     raise AssertionError("the finished pretraining should have been reused")
 
   monkeypatch.setattr(rbm_lib, "train_epoch", no_training)
-  again = _runner.run(config, workdir)
+  again = runner.run(config, workdir)
   assert again["test"] == results["test"]
   assert again["pretrain"] == results["pretrain"]
 
@@ -159,7 +160,7 @@ def test_a_diverging_learning_rate_stops_the_run_before_results(tmp_path):
   config.smoke = True
   config.dbn.gaussian_learning_rate = 1e4
   with pytest.raises(NonFiniteLossError, match=r"pretrain RBM 1/2 .* at epoch 1"):
-    _runner.run(config, str(tmp_path / "run"))
+    runner.run(config, str(tmp_path / "run"))
   assert not (tmp_path / "run" / "results.json").exists()
 
 

@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from experiments import _runner, luna_cnn
+from experiments import luna_cnn
+from medjax import runner
 from medjax.errors import WorkdirError
 
 
@@ -30,28 +31,28 @@ def _epochs(workdir):
 
 def test_a_finished_run_continues_to_more_epochs_with_other_execution_settings(tmp_path):
   run = tmp_path / "run"
-  first = _runner.run(_config(num_epochs=2, log_every=50, eval_batch_size=60,
+  first = runner.run(_config(num_epochs=2, log_every=50, eval_batch_size=60,
                               device_resident=False), str(run))
   assert first["epochs"] == 2 and _epochs(run) == [1, 2]
-  more = _runner.run(_config(num_epochs=3, log_every=3, eval_batch_size=30,
+  more = runner.run(_config(num_epochs=3, log_every=3, eval_batch_size=30,
                              device_resident=True), str(run))
   assert more["epochs"] == 3 and _epochs(run) == [1, 2, 3]
   assert more["train_seconds"] > first["train_seconds"]
   with pytest.raises(WorkdirError, match="3 trained epochs, more than num_epochs=2"):
-    _runner.run(_config(num_epochs=2), str(run))
+    runner.run(_config(num_epochs=2), str(run))
 
 
 def test_early_stopping_stops_when_the_validation_metric_stalls(tmp_path):
   # A learning rate this small cannot change the validation accuracy: no epoch improves on the
   # first, so patience 2 stops after epoch 3.
-  results = _runner.run(_config(num_epochs=10, learning_rate=1e-12,
+  results = runner.run(_config(num_epochs=10, learning_rate=1e-12,
                                 early_stopping_patience=2), str(tmp_path))
   assert _epochs(tmp_path) == [1, 2, 3]
   assert results["stopped_early_at_epoch"] == 3
 
 
 def test_cosine_schedule_with_warmup_is_logged_per_epoch(tmp_path):
-  _runner.run(_config(num_epochs=3, lr_schedule="cosine", warmup_epochs=1.0), str(tmp_path))
+  runner.run(_config(num_epochs=3, lr_schedule="cosine", warmup_epochs=1.0), str(tmp_path))
   lrs = [json.loads(l)["learning_rate"] for l in (tmp_path / "metrics.jsonl").read_text()
          .splitlines()]
   # After epoch 1 the warm-up has just reached the peak; cosine then decays to 0 at the end.
@@ -61,8 +62,8 @@ def test_cosine_schedule_with_warmup_is_logged_per_epoch(tmp_path):
 
 def test_tfdata_source_trains_the_same_model_as_arrays(tmp_path):
   pytest.importorskip("tensorflow")
-  arrays = _runner.run(_config(num_epochs=2, log_every=4), str(tmp_path / "arrays"))
-  tfdata = _runner.run(_config(num_epochs=2, log_every=4, **{"data.source": "tfdata"}),
+  arrays = runner.run(_config(num_epochs=2, log_every=4), str(tmp_path / "arrays"))
+  tfdata = runner.run(_config(num_epochs=2, log_every=4, **{"data.source": "tfdata"}),
                        str(tmp_path / "tfdata"))
   # The same batches in the same order through another pipeline: bit-identical training.
   assert tfdata["test"] == arrays["test"]
@@ -82,7 +83,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_error_naming_the_path(tmp_path, 
 
   monkeypatch.setattr(Checkpoints, "save", no_space)
   with pytest.raises(WorkdirError) as err:
-    _runner.run(_config(num_epochs=1), str(tmp_path / "run"))
+    runner.run(_config(num_epochs=1), str(tmp_path / "run"))
   assert str(err.value) == (f"cannot write checkpoint {tmp_path / 'run' / 'checkpoints' / '1'}: "
                             "No space left on device")
 
@@ -96,9 +97,9 @@ def test_a_diverged_run_never_saves_or_tests_non_finite_weights(tmp_path, stacke
   run = tmp_path / "run"
   with pytest.raises(NonFiniteLossError, match="non-finite weights") as err:
     if stacked:
-      _runner.run_seeds(config, [0, 1], [str(run / "seed0"), str(run / "seed1")], stack=True)
+      runner.run_seeds(config, [0, 1], [str(run / "seed0"), str(run / "seed1")], stack=True)
     else:
-      _runner.run(config, str(run))
+      runner.run(config, str(run))
   assert "epoch 1" in str(err.value) and "none (failed in epoch 1)" in str(err.value)
   for workdir in ([run / "seed0", run / "seed1"] if stacked else [run]):
     assert not (workdir / "results.json").exists()

@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from experiments import _runner, luna_cnn, luna_resnet
+from experiments import luna_cnn, luna_resnet
 from medjax import config as config_lib
+from medjax import runner
 from medjax.errors import ConfigError, WorkdirError
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
@@ -47,21 +48,21 @@ def test_smoke_run_writes_valid_results(module, tmp_path):
   config.smoke = True
   config.num_epochs = 2
   workdir = str(tmp_path / "run")
-  results = _runner.run(config, workdir)
+  results = runner.run(config, workdir)
   _check_results(results, workdir, config.experiment)
   lines = open(os.path.join(workdir, "metrics.jsonl")).read().splitlines()
   assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))  # orbax steps exist
 
   # Re-running the finished run resumes: no epoch is trained again, same test result.
-  again = _runner.run(config, workdir)
+  again = runner.run(config, workdir)
   assert open(os.path.join(workdir, "metrics.jsonl")).read().splitlines() == lines
   assert again["test"] == results["test"]
 
   # Another config in the same workdir is refused, naming the difference.
   config.learning_rate = 1e-3
   with pytest.raises(WorkdirError, match="learning_rate: 0.0001 -> 0.001"):
-    _runner.run(config, workdir)
+    runner.run(config, workdir)
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
@@ -71,7 +72,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
   config.num_epochs = 3
   config.log_every = 4  # 10 steps per epoch -> 3 chunks
   config.device_resident = True
-  straight = _runner.run(config, str(tmp_path / "straight"))
+  straight = runner.run(config, str(tmp_path / "straight"))
 
   real_run = DeviceEpochs.run
 
@@ -84,9 +85,9 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
   monkeypatch.setattr(DeviceEpochs, "run", interrupted)
   workdir = str(tmp_path / "resumed")
   with pytest.raises(KeyboardInterrupt):
-    _runner.run(config, workdir)
+    runner.run(config, workdir)
   monkeypatch.setattr(DeviceEpochs, "run", real_run)
-  resumed = _runner.run(config, workdir)
+  resumed = runner.run(config, workdir)
   assert resumed["test"] == straight["test"]
   epochs = [json.loads(l)["epoch"] for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert epochs == [1, 2, 3]
@@ -98,9 +99,9 @@ def test_device_resident_epochs_train_the_same_model_as_host_batches(tmp_path):
   config.num_epochs = 2
   config.log_every = 4
   config.device_resident = True
-  on_device = _runner.run(config, str(tmp_path / "device"))
+  on_device = runner.run(config, str(tmp_path / "device"))
   config.device_resident = False
-  on_host = _runner.run(config, str(tmp_path / "host"))
+  on_host = runner.run(config, str(tmp_path / "host"))
   assert on_device["test"]["confusion_matrix"] == on_host["test"]["confusion_matrix"]
   dev, host = (_probabilities(tmp_path / d / "predictions.csv") for d in ("device", "host"))
   np.testing.assert_allclose(dev, host, atol=2e-6)
@@ -118,7 +119,7 @@ def learned(tmp_path_factory):
     config.num_epochs = 8
     config.dtype = dtype
     workdir = tmp_path_factory.mktemp(dtype)
-    out[dtype] = (_runner.run(config, str(workdir)), workdir)
+    out[dtype] = (runner.run(config, str(workdir)), workdir)
   return out
 
 
@@ -218,10 +219,10 @@ def test_overwrite_discards_the_previous_run(tmp_path):
   config.smoke = True
   config.num_epochs = 2
   workdir = str(tmp_path / "run")
-  _runner.run(config, workdir)
+  runner.run(config, workdir)
   config.num_epochs = 1
   config.learning_rate = 1e-3
-  results = _runner.run(config, workdir, overwrite=True)
+  results = runner.run(config, workdir, overwrite=True)
   assert results["epochs"] == 1 and results["learning_rate"] == 1e-3
   lines = open(os.path.join(workdir, "metrics.jsonl")).read().splitlines()
   assert [json.loads(l)["epoch"] for l in lines] == [1]
@@ -282,3 +283,16 @@ def test_a_resolved_smoke_config_resolves_again_unchanged(experiment, data_dir):
   config.data.dir = data_dir
   once = config_lib.resolve(config)
   assert config_lib.resolve(once).to_dict() == once.to_dict()
+
+
+def test_every_config_field_has_a_help_text_and_no_help_text_is_stale():
+  def paths(d, prefix=""):
+    for key in d.keys():
+      if hasattr(d[key], "keys"):
+        yield from paths(d[key], f"{prefix}{key}.")
+      else:
+        yield prefix + key
+  fields = {p for d in config_lib.DATASETS for m in config_lib.MODELS
+            for p in paths(config_lib.base_config(d, m))}
+  assert sorted(fields - set(config_lib.HELP)) == []
+  assert sorted(set(config_lib.HELP) - fields) == []

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medjax.errors import DataError
+from medjax.errors import DataError, UserError
 from medjax.eval import froc
 
 
@@ -298,10 +298,10 @@ def test_command_writes_json_and_plot(tmp_path, capsys):
     (["--bootstrap=-1"], "-1"),
     (["--nosuchflag"], "nosuchflag"),
 ])
-def test_command_user_errors_are_one_line(args, message, capsys):
-  assert froc.cli(args) == 2
-  err = capsys.readouterr().err
-  assert err.startswith("error: ") and message in err and err.count("\n") == 1
+def test_command_user_errors_are_one_line(args, message):
+  with pytest.raises(UserError) as err:
+    froc.main(args)
+  assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_module_runs_as_a_command(tmp_path):
@@ -341,9 +341,9 @@ def test_excluded_findings_may_have_an_unknown_diameter_but_not_zero(tmp_path):
     froc.read_annotations(_write(tmp_path / "b.csv", header, [("s1", 0, 0, 0, 0)]), excluded=True)
 
 
-def test_command_refuses_a_zero_diameter_as_one_line(tmp_path, capsys):
+def test_command_refuses_a_zero_diameter_as_one_line(tmp_path):
   pred = _write(tmp_path / "pred.csv", ",".join(froc.SUBMISSION_COLUMNS), [("s1", 0, 0, 0, 0.9)])
   ann = _write(tmp_path / "ann.csv", "seriesuid,coordX,coordY,coordZ,diameter_mm",
                [("s1", 0, 0, 0, 0)])
-  assert froc.cli([f"--predictions={pred}", f"--annotations={ann}", f"--out={tmp_path}"]) == 2
-  assert "ann.csv:2: diameter_mm must be a finite number > 0" in capsys.readouterr().err
+  with pytest.raises(DataError, match="ann.csv:2: diameter_mm must be a finite number > 0"):
+    froc.main([f"--predictions={pred}", f"--annotations={ann}", f"--out={tmp_path}"])

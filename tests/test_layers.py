@@ -10,16 +10,7 @@ ROOT = os.path.dirname(medjax.__file__)
 
 # Modules that wrap an optional third-party dependency: imported inside the function that needs
 # them, so that medjax works without the dependency.
-OPTIONAL = {"medjax.data.pipeline"}  # TensorFlow
-
-# Files whose function-level imports of medjax modules predate this test and are being moved
-# elsewhere (the CLIs, the data loaders, the run directory); each must still have one.
-PENDING = {
-    "benchmarks/__init__.py", "benchmarks/pipeline.py", "benchmarks/step.py",
-    "benchmarks/torch_reference.py", "cli.py", "config.py", "data/__init__.py", "data/audit.py",
-    "data/hip_xray.py", "data/synthetic_ct.py", "eval/froc.py", "readme.py", "report.py",
-    "rundir.py", "tensorboard.py", "train/driver.py",
-}
+OPTIONAL = {"medjax.data.pipeline", "medjax.data.tfds.source"}  # TensorFlow (Datasets)
 
 
 def _modules() -> dict[str, str]:
@@ -120,15 +111,7 @@ def test_the_layers_import_one_way():
 
 def test_medjax_modules_are_imported_at_the_top():
   """A function-level import is for an optional dependency only."""
-  late, pending = [], set()
-  for path in MODULES.values():
-    name = os.path.relpath(path, ROOT)
-    for module, line, in_function in _imports(path):
-      if in_function and module not in OPTIONAL:
-        if name in PENDING:
-          pending.add(name)
-        else:
-          late.append(f"medjax/{name}:{line} imports {module} inside a function")
+  late = [f"medjax/{os.path.relpath(path, ROOT)}:{line} imports {module} inside a function"
+          for path in MODULES.values() for module, line, in_function in _imports(path)
+          if in_function and module not in OPTIONAL]
   assert not late, late
-  assert pending == PENDING, f"no function-level imports left, remove from PENDING: " \
-                             f"{sorted(PENDING - pending)}"

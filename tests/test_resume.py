@@ -65,7 +65,8 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
 def test_non_finite_loss_stops_naming_step_epoch_and_last_checkpoint(tmp_path, monkeypatch):
   import jax.numpy as jnp
   import pytest
-  from experiments import _runner, luna_cnn
+  from experiments import luna_cnn
+  from medjax import runner
   from medjax.train import supervised
   from medjax.train.driver import NonFiniteLossError
 
@@ -81,7 +82,7 @@ def test_non_finite_loss_stops_naming_step_epoch_and_last_checkpoint(tmp_path, m
   config.smoke = True
   config.num_epochs = 3  # 10-12 steps per epoch
   with pytest.raises(NonFiniteLossError) as err:
-    _runner.run(config, str(tmp_path / "run"))
+    runner.run(config, str(tmp_path / "run"))
   message = str(err.value)
   assert "of epoch 2 (global step 15)" in message
   assert f"last good checkpoint: {tmp_path / 'run' / 'checkpoints' / '1'};" in message
@@ -122,7 +123,8 @@ DAMAGE = [
 def test_a_run_whose_files_were_damaged_between_two_runs(finished_run, tmp_path, name, how,
                                                           error):
   import shutil
-  from experiments import _runner, luna_cnn
+  from experiments import luna_cnn
+  from medjax import runner
   from medjax.errors import WorkdirError
   workdir = tmp_path / "run"
   shutil.copytree(finished_run("cnn"), workdir)
@@ -139,11 +141,11 @@ def test_a_run_whose_files_were_damaged_between_two_runs(finished_run, tmp_path,
   config.num_epochs = 2  # resume for one more epoch
   if error:
     with pytest.raises(WorkdirError, match=error) as err:
-      _runner.run(config, str(workdir))
+      runner.run(config, str(workdir))
     assert "\n" not in str(err.value)
     assert not (workdir / "checkpoints" / "2").exists()
     return
-  results = _runner.run(config, str(workdir))
+  results = runner.run(config, str(workdir))
   assert results["epochs"] == 2
   records = [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["epoch"] for r in records] == [1, 2]
@@ -152,7 +154,8 @@ def test_a_run_whose_files_were_damaged_between_two_runs(finished_run, tmp_path,
 
 def test_a_dbn_whose_pretrained_layer_was_damaged_between_two_runs(finished_run, tmp_path):
   import shutil
-  from experiments import _runner, luna_dbn
+  from experiments import luna_dbn
+  from medjax import runner
   from medjax.errors import WorkdirError
   workdir = tmp_path / "run"
   shutil.copytree(finished_run("dbn"), workdir)
@@ -161,4 +164,4 @@ def test_a_dbn_whose_pretrained_layer_was_damaged_between_two_runs(finished_run,
   config.smoke = True
   config.num_epochs = 2
   with pytest.raises(WorkdirError, match=r"layer_0.npz: damaged pretrained layer"):
-    _runner.run(config, str(workdir))
+    runner.run(config, str(workdir))

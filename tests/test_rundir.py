@@ -163,15 +163,15 @@ def test_a_run_from_before_a_field_existed_resumes_while_the_field_keeps_its_def
 
 
 def test_a_validation_split_with_two_positives_or_fewer_is_warned_about(caplog):
-  from experiments import _runner
+  from medjax import runner
   data = _dataset()
   few = Dataset("luna", train=data.train, test=data.test, val=data.test.take(np.arange(0, 6)))
   with caplog.at_level("WARNING"):
-    _runner.check_run(_config(batch_size=4), few)
+    runner.check_run(_config(batch_size=4), few)
   assert "2 positive and 4 negative" in caplog.text and "chosen on noise" in caplog.text
   caplog.clear()
   with caplog.at_level("WARNING"):
-    _runner.check_run(_config(batch_size=4), Dataset("luna", train=data.train, test=data.test,
+    runner.check_run(_config(batch_size=4), Dataset("luna", train=data.train, test=data.test,
                                                      val=data.test))
   assert "chosen on noise" not in caplog.text
 

@@ -8,8 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from experiments import _runner, luna_cnn
+from experiments import luna_cnn
 from medjax import config as config_lib
+from medjax import rundir, runner
 from medjax.data import load_dataset
 from medjax.train.registry import model_spec
 from medjax.train.seeds import config_for_seed, train_seeds
@@ -60,8 +61,8 @@ def test_stacked_seeds_train_what_each_seed_trains_alone(single_runs, tmp_path,
                                                          device_resident):
   _, single = single_runs
   config = _config(device_resident=device_resident)
-  workdirs = _runner.seed_workdirs(str(tmp_path), [0, 1])
-  results = _runner.run_seeds(config, [0, 1], workdirs, stack=True)
+  workdirs = [rundir.seed_workdir(str(tmp_path), s) for s in (0, 1)]
+  results = runner.run_seeds(config, [0, 1], workdirs, stack=True)
   for seed, r, workdir in zip((0, 1), results, workdirs):
     alone, alone_dir = single[seed]
     assert r["seed"] == seed and r["stacked_seeds"] == [0, 1]
@@ -77,7 +78,7 @@ def test_stacked_seeds_train_what_each_seed_trains_alone(single_runs, tmp_path,
   assert not np.allclose(_losses(workdirs[0]), _losses(workdirs[1]))
   if not device_resident:
     # The same seeds again: both restore their last epoch and nothing is retrained.
-    again = _runner.run_seeds(config, [0, 1], workdirs, stack=True)
+    again = runner.run_seeds(config, [0, 1], workdirs, stack=True)
     for a, b, workdir in zip(results, again, workdirs):
       assert a["test"] == b["test"] and len(_losses(workdir)) == 2
 
@@ -109,7 +110,7 @@ def test_seeds_run_one_by_one_on_cpu_by_default(single_runs, tmp_path):
   _, single = single_runs
   from medjax import platform
   assert not platform.stack_seeds_default()  # the test machine is a CPU
-  workdirs = _runner.seed_workdirs(str(tmp_path), [0, 1])
-  for seed, r in zip((0, 1), _runner.run_seeds(_config(), [0, 1], workdirs)):
+  workdirs = [rundir.seed_workdir(str(tmp_path), s) for s in (0, 1)]
+  for seed, r in zip((0, 1), runner.run_seeds(_config(), [0, 1], workdirs)):
     assert "stacked_seeds" not in r
     assert r["test"]["confusion_matrix"] == single[seed][0]["test"]["confusion_matrix"]

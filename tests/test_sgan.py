@@ -206,12 +206,13 @@ def test_smoke_run_writes_results_and_sample_grids(tmp_path):
 
   from PIL import Image
 
-  from experiments import _runner, luna_sgan
+  from experiments import luna_sgan
+  from medjax import runner
   config = luna_sgan.get_config()
   config.smoke = True
   config.sgan.sample_grid = 3
   workdir = str(tmp_path / "run")
-  results = _runner.run(config, workdir)
+  results = runner.run(config, workdir)
   with open(os.path.join(workdir, "results.json")) as f:
     on_disk = json.load(f)
   assert on_disk == json.loads(json.dumps(results))
@@ -230,7 +231,7 @@ def test_smoke_run_writes_results_and_sample_grids(tmp_path):
   assert record["epoch"] == 1 and np.isfinite(record["train_g_loss"])
   assert "val_accuracy" in record
   # A finished run is not trained again: re-running restores it and gives the same result.
-  again = _runner.run(config, workdir)
+  again = runner.run(config, workdir)
   assert again["test"] == results["test"]
   assert again["generator"] == results["generator"]  # re-testing keeps the generator's check
   assert len(open(os.path.join(workdir, "metrics.jsonl")).read().splitlines()) == 1

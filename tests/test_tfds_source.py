@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import _runner, hip128_crop_cnn, luna_cnn
+from experiments import hip128_crop_cnn, luna_cnn
 from medjax import config as config_lib
+from medjax import runner
 from medjax.data import load_dataset
 from medjax.errors import ConfigError
 
@@ -77,14 +78,14 @@ def test_missing_tensorflow_datasets_is_one_line(monkeypatch):
   monkeypatch.setattr(builtins, "__import__", no_tfds)
   with pytest.raises(ConfigError, match=r"data.source='tfds' needs TensorFlow and TensorFlow "
                                         r"Datasets .*pip install 'medjax\[data\]'"):
-    _runner.load_data(_resolved(hip128_crop_cnn, **{"data.source": "tfds"}))
+    runner.load_data(_resolved(hip128_crop_cnn, **{"data.source": "tfds"}))
 
 
 @pytest.mark.slow  # two smoke runs and a TFDS build of 300 synthetic radiographs
 def test_tfds_source_trains_the_same_model_as_the_files(tmp_path):
   fields = {"num_epochs": 2, "data.synthetic_n": 120}
-  arrays = _runner.run(_resolved(hip128_crop_cnn, **fields), str(tmp_path / "arrays"))
-  from_tfds = _runner.run(_resolved(hip128_crop_cnn, **fields, **{
+  arrays = runner.run(_resolved(hip128_crop_cnn, **fields), str(tmp_path / "arrays"))
+  from_tfds = runner.run(_resolved(hip128_crop_cnn, **fields, **{
       "data.source": "tfds", "data.tfds_dir": str(tmp_path / "tfds")}), str(tmp_path / "tfds_run"))
   assert from_tfds["test"] == arrays["test"]
   assert (tmp_path / "tfds_run" / "predictions.csv").read_text() == \

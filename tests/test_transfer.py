@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import _runner, hip128_crop_cnn, luna_resnet, luna_sgan
+from experiments import hip128_crop_cnn, luna_resnet, luna_sgan
 from medjax import config as config_lib
+from medjax import runner
 from medjax.analysis import pretrained
 from medjax.analysis.restore import restore
 from medjax.errors import ConfigError
@@ -148,7 +149,7 @@ def test_a_hip_run_starts_from_a_luna_run(finished_run, tmp_path):
   config.smoke = True
   config.init_from = luna
   config.freeze_backbone = True
-  results = _runner.run(config, str(tmp_path / "hip"))
+  results = runner.run(config, str(tmp_path / "hip"))
   summary = results["init_from"]
   assert summary["kind"] == "run" and summary["from"].startswith(f"run {luna} (epoch ")
   assert summary["new_head"] is None and summary["adapted_channels"] == []
@@ -166,5 +167,5 @@ def test_a_hip_run_starts_from_a_luna_run(finished_run, tmp_path):
   config.init_from = luna
   with pytest.raises(ConfigError, match=r"is a run of another model: model='cnn' \(this run: "
                                         r"'resnet'\)"):
-    _runner.run(config, str(tmp_path / "resnet"))
+    runner.run(config, str(tmp_path / "resnet"))
   assert not os.path.exists(tmp_path / "resnet")

@@ -14,12 +14,9 @@ robustness.png (accuracy and AUC against noise and against resolution, one line 
 
 from __future__ import annotations
 
-import csv
 import glob
-import json
 import logging
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +29,7 @@ from medjax.data import load_dataset
 from medjax.errors import UserError
 from medjax.eval.metrics import classification_metrics
 from medjax.eval import plots
+from medjax.rundir import write_csv, write_json
 
 NOISE = (0.0, 0.02, 0.05, 0.1, 0.2)
 FACTORS = (1.0, 0.75, 0.5, 0.25)
@@ -139,26 +137,20 @@ def define_flags(fv) -> None:
                       "robustness.json, .csv and .png.", flag_values=fv)
 
 
-def main(argv=None) -> list[dict] | None:
+def main(argv=None) -> list[dict]:
   """`argv`: the flags (default: sys.argv[1:])."""
-  args = cli.parse_flags(define_flags, sys.argv[1:] if argv is None else argv, __doc__)
-  if args is None:
-    return None
+  args = cli.parse_flags(define_flags, argv, __doc__)
   if not args.workdirs:
     raise UserError("--workdirs is required")
-  cli.setup_logging()
   workdirs = sorted({d for pattern in args.workdirs.split(",") for d in glob.glob(pattern)
                      if os.path.exists(os.path.join(d, "results.json"))})
   if not workdirs:
     raise UserError(f"no finished runs (with results.json) match {args.workdirs!r}")
   rows = [r for wd in workdirs for r in evaluate_run(wd)]
   os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "robustness.json"), "w") as f:
-    json.dump(rows, f, indent=2)
-  with open(os.path.join(args.out, "robustness.csv"), "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
+  write_json(os.path.join(args.out, "robustness.json"), rows)
+  write_csv(os.path.join(args.out, "robustness.csv"), list(rows[0]),
+            [[r[k] for k in rows[0]] for r in rows])
   plot(rows, os.path.join(args.out, "robustness.png"))
   print(f"written: {args.out}/robustness.json, robustness.csv, robustness.png")
   return rows

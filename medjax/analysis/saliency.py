@@ -356,31 +356,32 @@ def run_saliency(workdir: str, *, method: str = "both", per_kind: int = 3,
 
 # --- command line -----------------------------------------------------------------------------
 
-def define_flags() -> None:
+def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_enum("method", "both", list(METHODS),
                     "gradcam: Grad-CAM (CNN, ResNet-50, SGAN discriminator); ig: integrated "
-                    "gradients (every model); both.")
+                    "gradients (every model); both.", flag_values=fv)
   flags.DEFINE_integer("per_kind", 3, "Test images shown of each kind (TP, FP, TN, FN).",
-                       lower_bound=1)
-  flags.DEFINE_string("out", None, "Figure path (default: WORKDIR/saliency.png).")
+                       lower_bound=1, flag_values=fv)
+  flags.DEFINE_string("out", None, "Figure path (default: WORKDIR/saliency.png).",
+                      flag_values=fv)
   flags.DEFINE_integer("steps", 32, "Integrated gradients: points on the path from the black "
-                       "baseline to the image.", lower_bound=1)
+                       "baseline to the image.", lower_bound=1, flag_values=fv)
   flags.DEFINE_string("layer", None, "Grad-CAM: the top-level submodule whose output is the "
                       "feature map, e.g. conv1 (default: the last one at least "
-                      f"{MIN_CAM_SIZE} pixels across).")
+                      f"{MIN_CAM_SIZE} pixels across).", flag_values=fv)
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) != 2:
-    raise UserError(f"expected one WORKDIR, got {len(argv) - 1} argument(s)"
-                    + (f": {' '.join(argv[1:])}" if len(argv) > 1 else ""))
-  cli.setup_logging()
-  f = flags.FLAGS
-  path = run_saliency(argv[1], method=f.method, per_kind=f.per_kind, out=f.out, steps=f.steps,
-                      layer=f.layer)
+def main(argv: Sequence[str] | None = None) -> str:
+  """`python -m medjax.analysis.saliency WORKDIR [flags]`; returns the figure's path."""
+  fv, args = cli.parse_args(define_flags, argv, __doc__)
+  if len(args) != 1:
+    raise UserError(f"expected one WORKDIR, got {len(args)} argument(s)"
+                    + (f": {' '.join(args)}" if args else ""))
+  path = run_saliency(args[0], method=fv.method, per_kind=fv.per_kind, out=fv.out,
+                      steps=fv.steps, layer=fv.layer)
   print(f"wrote {path}")
+  return path
 
 
 if __name__ == "__main__":
-  define_flags()
   cli.run(main)

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import time
 
-from medjax import benchmarks
+from absl import flags
+
+from medjax import benchmarks, cli
+from medjax import config as config_lib
+from medjax.data import load_dataset
 
 
 def define_flags(fv) -> None:
-  from absl import flags
   flags.DEFINE_string("data_dir", None, "LUNA16 patch folders (default: the embedded synthetic "
                       "data).", flag_values=fv)
   flags.DEFINE_integer("batch_size", 20, "Images per batch.", lower_bound=1, flag_values=fv)
@@ -26,8 +29,6 @@ def define_flags(fv) -> None:
 def bench_input_pipeline(data_dir: str | None, batch_size: int, seconds: float = 10.0) -> dict:
   """Images/s of `tf_batches` over the LUNA16 training split."""
   benchmarks.require("tensorflow", "TensorFlow", "-e '.[data]'")
-  from medjax import config as config_lib
-  from medjax.data import load_dataset
   from medjax.data import pipeline
   cfg = config_lib.base_config("luna", "cnn").data
   cfg.dir = data_dir
@@ -48,14 +49,12 @@ def report(r: dict) -> str:
           f"{r['batch_size']}")
 
 
-def main(argv, fv=None) -> dict:
-  from absl import flags
-  fv = flags.FLAGS if fv is None else fv
-  benchmarks.no_arguments(argv)
+def main(argv=None) -> dict:
+  fv = cli.parse_flags(define_flags, argv, __doc__)
   r = bench_input_pipeline(fv.data_dir, fv.batch_size, fv.seconds)
   print(report(r), flush=True)
   return r
 
 
 if __name__ == "__main__":
-  benchmarks.run(define_flags, main)
+  cli.run(main)

@@ -21,7 +21,9 @@ import statistics
 import jax
 import numpy as np
 
-from medjax import benchmarks
+from absl import flags
+
+from medjax import benchmarks, cli
 from medjax.errors import UserError
 from medjax.rundir import write_json
 from medjax.models.rbm import init_rbm
@@ -29,7 +31,6 @@ from medjax.train import rbm as rbm_lib
 
 
 def define_flags(fv) -> None:
-  from absl import flags
   flags.DEFINE_integer("visible", 2500, "Visible units (50x50 pixels).", lower_bound=1,
                        flag_values=fv)
   flags.DEFINE_integer("hidden", 1500, "Hidden units (the DBN's first layer).", lower_bound=1,
@@ -96,11 +97,9 @@ def bench_medjax(x: np.ndarray, hidden: int, batch: int, repeats: int, *, persis
           "epoch_seconds": seconds}
 
 
-def main(argv, fv=None) -> dict:
+def main(argv=None) -> dict:
   """Times scikit-learn (when installed) and medjax; prints the table and writes `--out`."""
-  from absl import flags
-  fv = flags.FLAGS if fv is None else fv
-  benchmarks.no_arguments(argv)
+  fv = cli.parse_flags(define_flags, argv, __doc__)
   try:
     sklearn = benchmarks.require("sklearn", "scikit-learn", "scikit-learn")
   except UserError as e:
@@ -145,4 +144,4 @@ def main(argv, fv=None) -> dict:
 
 
 if __name__ == "__main__":
-  benchmarks.run(define_flags, main)
+  cli.run(main)

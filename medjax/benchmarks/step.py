@@ -29,15 +29,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from medjax import benchmarks
+from absl import flags
+
+from medjax import benchmarks, cli
+from medjax import config as config_lib
+from medjax.benchmarks import pipeline
 from medjax.benchmarks.flops import count_flops
 from medjax.errors import UserError
+from medjax.models import create_model
+from medjax.train import ensemble, sgan, supervised
+from medjax.train.state import create_train_state
 
 MODELS = ("cnn", "resnet", "sgan")
 
 
 def define_flags(fv) -> None:
-  from absl import flags
   flags.DEFINE_list("models", "cnn,resnet", f"Models to time, from {', '.join(MODELS)}.",
                     flag_values=fv)
   flags.DEFINE_enum("model_size", "full", ["full", "tiny"], "The paper's models or the tiny "
@@ -73,9 +79,6 @@ def _peak_memory() -> int | None:
 
 def _supervised_case(model_name, shape, *, dtype, seeds, model_size, augment):
   """(state, one_step, batch_of, rngs, streams) of a CNN or ResNet-50 step."""
-  from medjax.models import create_model
-  from medjax.train import ensemble, supervised
-  from medjax.train.state import create_train_state
   model = create_model(model_name, size=model_size, num_classes=2, dtype=dtype)
   tx = optax.adam(1e-4)
   step = functools.partial(supervised.train_step, model=model, tx=tx, augment=augment)
@@ -92,8 +95,6 @@ def _supervised_case(model_name, shape, *, dtype, seeds, model_size, augment):
 def _sgan_case(shape, *, dtype, model_size, augment):
   """(state, one_step, batch_of, rngs, streams) of the SGAN step (D on labelled + unlabelled +
   generated, then G through the updated D), with the paper's sizes and the trainer's defaults."""
-  from medjax import config as config_lib
-  from medjax.train import sgan
   config = config_lib.base_config("luna", "sgan")
   config.model_size, config.dtype = model_size, dtype
   s = config.sgan
@@ -201,13 +202,9 @@ def _row(r: dict) -> str:
           f"{r['tflops_per_second']:>9.3f}{mem:>10}")
 
 
-def main(argv, fv=None) -> list[dict]:
+def main(argv=None) -> list[dict]:
   """Times every (model, batch size, image size, seeds) case of the flags; returns the rows."""
-  from absl import flags
-
-  from medjax import cli
-  fv = flags.FLAGS if fv is None else fv
-  benchmarks.no_arguments(argv)
+  fv = cli.parse_flags(define_flags, argv, __doc__)
   models = benchmarks.parse_models(fv.models, MODELS)
   batch_sizes = cli.parse_list(fv.batch_sizes, "batch_sizes")
   image_sizes = cli.parse_list(fv.image_sizes, "image_sizes")
@@ -232,7 +229,6 @@ def main(argv, fv=None) -> list[dict]:
           results.append(r)
           print(_row(r), flush=True)
   if fv.input_pipeline:
-    from medjax.benchmarks import pipeline
     r = pipeline.bench_input_pipeline(fv.data_dir, batch_sizes[0])
     results.append(r)
     print(pipeline.report(r), flush=True)
@@ -241,4 +237,4 @@ def main(argv, fv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-  benchmarks.run(define_flags, main)
+  cli.run(main)

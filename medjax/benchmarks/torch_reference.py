@@ -25,14 +25,18 @@ import math
 import statistics
 import time
 
-from medjax import benchmarks
+import jax
+import jax.numpy as jnp
+from absl import flags
+
+from medjax import benchmarks, cli
+from medjax.models import Discriminator, Generator, create_model
 
 MODELS = ("cnn", "resnet", "sgan", "rbm")
 LATENT_DIM, SGAN_FEATURES = 100, 128  # medjax's config.sgan defaults
 
 
 def define_flags(fv) -> None:
-  from absl import flags
   flags.DEFINE_list("models", "cnn,resnet", f"Models to time, from {', '.join(MODELS)}.",
                     flag_values=fv)
   flags.DEFINE_integer("batch_size", 20, "Images per step.", lower_bound=1, flag_values=fv)
@@ -153,9 +157,6 @@ def count_params(*modules) -> int:
 def medjax_param_count(name: str, image_size: int, channels: int = 1,
                        rbm_hidden: int = 1500) -> int:
   """Parameters of medjax's model `name` (shapes only, nothing is computed)."""
-  import jax
-  import jax.numpy as jnp
-  from medjax.models import Discriminator, Generator, create_model
   if name == "rbm":
     v = image_size * image_size * channels
     return v * rbm_hidden + v + rbm_hidden
@@ -293,10 +294,8 @@ def bench(name: str, batch: int, size: int, *, steps: int, windows: int, compile
           "images_per_second": round(batch / med, 1)}
 
 
-def main(argv, fv=None) -> list[dict]:
-  from absl import flags
-  fv = flags.FLAGS if fv is None else fv
-  benchmarks.no_arguments(argv)
+def main(argv=None) -> list[dict]:
+  fv = cli.parse_flags(define_flags, argv, __doc__)
   models = benchmarks.parse_models(fv.models, MODELS)
   torch = _torch()
   if fv.threads:
@@ -320,4 +319,4 @@ def main(argv, fv=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-  benchmarks.run(define_flags, main)
+  cli.run(main)

@@ -7,10 +7,11 @@ import os
 
 import numpy as np
 
+from medjax import config as config_lib
 from medjax.config import DATASETS, hip_variant
-from medjax.data import checks
-from medjax.data.base import (DataError, Dataset, Split, capped, check_both_classes,
-                              stratified_holdout)
+from medjax.data import checks, hip_xray, luna16, luna16_patches, synthetic_ct
+from medjax.data.base import (DataError, Dataset, Split, capped, check_batch_size,
+                              check_both_classes, stratified_holdout)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ def load_luna(data_config, seed: int) -> Dataset:
   (model selection): the source's val split when it has both, else a stratified `val_fraction`
   of train.
   """
-  from medjax.data import luna16, luna16_patches
   root = data_config.dir
   is_synthetic = not root
   froc_files = (None, None)
@@ -52,7 +52,6 @@ def load_luna(data_config, seed: int) -> Dataset:
   elif root:  # not a known layout: let the patch loader say what it expected
     splits, source = luna16_patches.load_patch_folder(root, image_size=data_config.image_size), root
   else:
-    from medjax.data import synthetic_ct
     raw = synthetic_ct.luna16_root()
     froc_files = _froc_files(raw)
     splits = luna16.prepare(raw, luna16.Options.from_config(data_config, seed),
@@ -91,7 +90,6 @@ def _luna_kind(root: str | None) -> str | None:
   """What LUNA16 data.dir holds: "npz", "patches", "raw", "synthetic" (unset), or None (a folder
   of neither layout: the patch loader says what it expected). A file that is not an .npz is a
   DataError."""
-  from medjax.data import luna16, luna16_patches
   if not root:
     return "synthetic"
   if os.path.isfile(root) and root.endswith(".npz"):
@@ -116,7 +114,6 @@ UNUSED = {"npz": (RAW_FIELDS + PATCH_FIELDS + ("image_size",), "by prepared .npz
 
 def _check_used(data_config, kind: str | None) -> None:
   """ConfigError for the data fields that what data.dir holds never reads."""
-  from medjax import config as config_lib
   if kind not in UNUSED:
     return
   names, why = UNUSED[kind]
@@ -135,7 +132,6 @@ def load_dataset(name: str, data_config, seed: int) -> Dataset:
   if name == "luna":
     return load_luna(data_config, seed)
   if name in DATASETS:
-    from medjax.data import hip_xray
     size, crop = hip_variant(name)
     return hip_xray.load_hip(data_config, seed, crop=crop, size=size)
   raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
@@ -144,8 +140,7 @@ def load_dataset(name: str, data_config, seed: int) -> Dataset:
 def epoch_indices(n: int, batch_size: int, *, seed: int, epoch: int) -> np.ndarray:
   """[steps, batch_size] example indices of one training epoch; depends only on (seed, epoch),
   so a resumed run sees the same batches. The remainder (n % batch_size) is dropped."""
-  if batch_size > n:
-    raise DataError(f"batch_size {batch_size} is larger than the {n} training examples")
+  check_batch_size(batch_size, n)
   steps = n // batch_size
   order = np.random.default_rng([seed, epoch]).permutation(n)
   return order[:steps * batch_size].reshape(steps, batch_size).astype(np.int32)

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 
 import numpy as np
+from absl import flags
 
+from medjax import cli
 from medjax.data.base import DataError, Split
+from medjax.data.luna16 import load_splits
+from medjax.data.luna16_patches import load_patch_folder
 from medjax.errors import UserError
 
 TOLERANCE = 6.0
@@ -194,10 +197,8 @@ def report(train: Split, test: Split, matches: Matches, tolerance: float = TOLER
 def _load(spec: str) -> dict[str, Split]:
   path, _, split = spec.partition(":") if not os.path.exists(spec) else (spec, "", "")
   if path.endswith(".npz"):
-    from medjax.data.luna16 import load_splits
     splits = load_splits(path)
   else:
-    from medjax.data.luna16_patches import load_patch_folder
     splits = load_patch_folder(path, allow_duplicates=True)  # exact copies are what we count
   if split:
     if split not in splits:
@@ -206,8 +207,7 @@ def _load(spec: str) -> dict[str, Split]:
   return splits
 
 
-def define_flags(fv) -> None:
-  from absl import flags
+def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_float("tolerance", TOLERANCE, "Mean absolute pixel difference (0..255) below "
                      "which two patches count as near-duplicates.", flag_values=fv)
   flags.DEFINE_integer("max_shift", MAX_SHIFT, "Largest shift (pixels) tried between two "
@@ -219,13 +219,8 @@ def define_flags(fv) -> None:
 def main(argv=None) -> int:
   """`python -m medjax.data.audit SPEC [SPEC] [--flags]`: SPEC = DIR or X.npz (train against
   its other splits), or TRAIN_SPEC TEST_SPEC with SPEC = DIR[:split] or X.npz[:split]."""
-  from medjax import cli
-  argv = sys.argv[1:] if argv is None else list(argv)
-  specs = [a for a in argv if not a.startswith("-")]
-  args = cli.parse_flags(define_flags, [a for a in argv if a.startswith("-")],
-                         __doc__ + "\nusage: python -m medjax.data.audit SPEC [SPEC] [flags]")
-  if args is None:
-    return 0
+  args, specs = cli.parse_args(define_flags, argv,
+                               __doc__ + "\nusage: python -m medjax.data.audit SPEC [SPEC] [flags]")
   if len(specs) == 1:
     splits = _load(specs[0])
     train, others = splits["train"], {k: v for k, v in splits.items() if k != "train"}
@@ -244,5 +239,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  from medjax import cli as _cli
-  _cli.guard(main)
+  cli.run(main)

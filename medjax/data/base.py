@@ -10,6 +10,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from medjax.errors import ConfigError
 from medjax.errors import DataError  # re-exported: the data modules import it from here
 
 
@@ -84,6 +85,14 @@ def check_labels(labels: np.ndarray, where: str) -> None:
   bad = ~np.isin(labels, (0, 1))
   if bad.any():
     raise DataError(f"{where}: labels must be 0 or 1, found {sorted(set(labels[bad].tolist()))}")
+
+
+def check_batch_size(batch_size: int, n: int, where: str = "") -> None:
+  """A ConfigError when `batch_size` is larger than the `n` training examples (of `where`): a
+  training epoch keeps full batches only, so it would have no step."""
+  if batch_size > n:
+    raise ConfigError(f"batch_size {batch_size} is larger than the {n} training examples"
+                      + (f" of {where}" if where else "") + f"; set --config.batch_size <= {n}")
 
 
 def check_both_classes(split: Split, where: str) -> None:

@@ -36,7 +36,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from medjax.data import checks
+from medjax.data import checks, synthetic_hip
 from medjax.data.base import DataError, Dataset, Split, check_both_classes, save_npz_atomic
 from medjax.data.base import cache_dir, capped
 
@@ -502,14 +502,14 @@ def load_hip(data_config, seed: int, *, crop: bool, size: int) -> Dataset:
 
   Reads `val_fraction`, `test_fraction`, `pad`, `cache`, `synthetic_n`, `max_train`,
   `max_test`, `allow_duplicates` and `bit_depth` from `data_config` where present (defaults
-  0.1, 0.2, "border", True, 300, none, none, False, none).
+  VAL_FRACTION, TEST_FRACTION, "border", True, `synthetic_hip.N_IMAGES`, none, none, False,
+  none).
   """
   if size < 16:
     raise ValueError(f"image size must be >= 16 (the paper's are {SIZES}), got {size}")
   root = getattr(data_config, "dir", None)
   synthetic = not root
   if synthetic:
-    from medjax.data import synthetic_hip
     root = synthetic_hip.hip_root(n=_option(data_config, "synthetic_n", synthetic_hip.N_IMAGES))
   entries = list_entries(root)
   cache = _option(data_config, "cache", True)

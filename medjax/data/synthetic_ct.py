@@ -24,7 +24,7 @@ import os
 import numpy as np
 
 from medjax.data.base import build_folder_atomically, cache_dir
-from medjax.data.luna16 import tables
+from medjax.data.luna16 import tables, write_metaimage
 from medjax.rundir import write_csv, write_text
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,6 @@ def render_scan(seed: int, index: int):
 
 def write_dataset(root: str, seed: int = 0, n_scans: int = N_SCANS) -> None:
   """Writes the synthetic LUNA16 layout into `root` (which must not exist yet)."""
-  from medjax.data.luna16 import write_metaimage
   os.makedirs(root)
   ann, cand, uids = [], [], []
   for i in range(n_scans):

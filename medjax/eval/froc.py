@@ -22,12 +22,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
 from typing import Iterable, Sequence
 
 import numpy as np
+from absl import flags
 
+from medjax import cli
+from medjax.data.luna16 import tables
 from medjax.errors import DataError, UserError
+from medjax.eval.plots import data_marks, marked_title, plt
 from medjax.rundir import write_csv, write_json, write_text
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,6 @@ def read_csv(path: str, value_column: str, parse=None) -> Findings:
   """Reads seriesuid,coordX,coordY,coordZ,<value_column> rows (extra columns are ignored) with
   the LUNA16 CSV reader (`medjax.data.luna16.tables`): every number finite (the value checked
   by `parse`, default any finite number), bad rows named."""
-  from medjax.data.luna16 import tables
   columns = {"seriesuid": tables.text, "coordX": tables.number, "coordY": tables.number,
              "coordZ": tables.number, value_column: parse or tables.number}
   what = "predictions file" if value_column == "probability" else "annotations file"
@@ -66,7 +68,6 @@ def read_csv(path: str, value_column: str, parse=None) -> Findings:
 def read_annotations(path: str, *, excluded: bool = False) -> Findings:
   """annotations.csv (nodules: a diameter > 0, else no mark can hit it) or, `excluded`,
   annotations_excluded.csv (also a negative diameter: size unknown, scored as 10 mm)."""
-  from medjax.data.luna16 import tables
   return read_csv(path, "diameter_mm",
                   tables.excluded_diameter if excluded else tables.diameter)
 
@@ -74,7 +75,6 @@ def read_annotations(path: str, *, excluded: bool = False) -> Findings:
 def read_seriesuids(path: str) -> list[str]:
   """The scans to evaluate: one uid a line (the challenge's seriesuids.csv), or the same under a
   `seriesuid` header. Duplicates are dropped (they do not change the challenge's result)."""
-  from medjax.data.luna16 import tables
   rows = tables.read_seriesuids(path)
   if not rows:
     raise DataError(f"{path}: no seriesuid in the scan list")
@@ -253,7 +253,6 @@ def evaluate(predictions: Findings, annotations: Findings, seriesuids: Sequence[
 
 def plot_froc(result: dict, path: str, title: str = "FROC", *, synthetic: bool = False) -> None:
   """The FROC curve on log-scaled FPs per scan (1/8..8), the 7 operating points and the band."""
-  from medjax.eval.plots import plt
   fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
   curve = result["curve"]
   lo_x, hi_x = FP_RATES[0] / 1.5, FP_RATES[-1] * 1.5
@@ -279,7 +278,6 @@ def plot_froc(result: dict, path: str, title: str = "FROC", *, synthetic: bool =
   ax.set_ylabel("sensitivity")
   n_scans, n_nodules = result["n_scans"], result["n_nodules"]
   counts = f"{n_scans} scan{'s' * (n_scans != 1)}, {n_nodules} nodule{'s' * (n_nodules != 1)}"
-  from medjax.eval.plots import data_marks, marked_title
   ax.set_title(f"{marked_title(title, data_marks(synthetic))}\n{counts}",
                color="C3" if synthetic else "black")
   ax.grid(True, alpha=0.3)
@@ -309,8 +307,7 @@ def write_run_froc(workdir: str, seriesuids: Sequence[str], world: np.ndarray,
   return result
 
 
-def _define_flags(fv) -> None:
-  from absl import flags
+def define_flags(fv: flags.FlagValues) -> None:
   flags.DEFINE_string("predictions", None, "Submission CSV: seriesuid,coordX,coordY,coordZ,"
                       "probability (required).", flag_values=fv)
   flags.DEFINE_string("annotations", None, "annotations.csv: seriesuid,coordX,coordY,coordZ,"
@@ -329,10 +326,7 @@ def _define_flags(fv) -> None:
 def main(argv: Sequence[str] | None = None) -> dict:
   """Scores a submission file; `argv` are the flags (default: sys.argv[1:]). Raises UserError
   (absl's flag errors are turned into one) for anything the user can fix."""
-  from medjax import cli
-  fv = cli.parse_flags(_define_flags, sys.argv[1:] if argv is None else argv, __doc__)
-  if fv is None:
-    return {}
+  fv = cli.parse_flags(define_flags, argv, __doc__)
   for name in ("predictions", "annotations"):
     if not fv[name].value:
       raise UserError(f"--{name} is required")
@@ -356,23 +350,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
   return result
 
 
-def cli(argv: Sequence[str] | None = None) -> int:
-  """`main` for the shell: a UserError is one line `error: ...` on stderr and status 2
-  (MEDJAX_DEBUG=1 keeps the traceback)."""
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-  try:
-    main(argv)
-  except UserError as e:
-    if os.environ.get("MEDJAX_DEBUG"):
-      raise
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  return 0
-
-
 def console_main() -> None:
-  """The `medjax-froc` console script."""
-  sys.exit(cli())
+  """The `medjax-froc` console script and `python -m medjax.eval.froc`."""
+  cli.run(main)
 
 
 if __name__ == "__main__":

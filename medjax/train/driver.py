@@ -29,10 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from medjax.data.base import check_batch_size
 from medjax.errors import UserError, WorkdirError
 from medjax.eval import metrics as metrics_lib
 from medjax.rundir import RunDir, disk_full
+from medjax.tensorboard import confusion_matrix_image
 from medjax.train.checkpoint import Checkpoints
+from medjax.train.ensemble import unstack
 from medjax.train.results import predict, restore_for_test, val_metrics, write_results
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,10 @@ log = logging.getLogger(__name__)
 
 class NonFiniteLossError(UserError, FloatingPointError):
   """A loss or gradient became NaN/Inf (or a pretraining layer diverged); says where."""
+
+
+class UnevenResumeError(WorkdirError):
+  """Stacked runs whose checkpoints stopped at different epochs: they resume one by one."""
 
 
 @dataclasses.dataclass
@@ -75,10 +82,6 @@ class Task:
   learning_rate: Callable[[int], float] | None = None
 
 
-def unstack(tree, i: int):
-  return jax.tree.map(lambda x: x[i], tree)
-
-
 def restore(members: Sequence[Member], state, *, stacked: bool = False) -> tuple[Any, int]:
   """Opens each member's checkpoints and restores its latest epoch; returns (state, epochs
   done). Stacked members must be at the same epoch (else WorkdirError: resume them one by
@@ -104,8 +107,8 @@ def restore(members: Sequence[Member], state, *, stacked: bool = False) -> tuple
     restored.append(s)
     epochs.append(m.meta["epoch"])
   if len(set(epochs)) > 1:
-    raise WorkdirError(f"stacked runs stopped at different epochs {epochs}: resume them one "
-                       "by one")
+    raise UnevenResumeError(f"stacked runs stopped at different epochs {epochs}: resume them "
+                            "one by one")
   if stacked:
     state = jax.device_put(jax.tree.map(lambda *xs: np.stack(xs), *restored))
   else:
@@ -220,14 +223,12 @@ class Progress:
     self.bar.close()
 
 
-def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset, *,
-        predict_fn=None) -> Any:
+def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset) -> Any:
   """Trains from `start_epoch` to num_epochs (or early stopping); returns the last state."""
   config = members[0].config
   n = len(members)
   steps = task.source.steps_per_epoch
-  if steps == 0:
-    raise UserError(f"batch_size {config.batch_size} > {len(dataset.train)} training examples")
+  check_batch_size(config.batch_size, len(dataset.train))
   patience = config.get("early_stopping_patience") if hasattr(config, "get") else None
   progress = Progress(config.num_epochs, start_epoch, steps)
   warm = False
@@ -370,7 +371,6 @@ def finish_member(member: Member, state, dataset, eval_fn, *, extra=None) -> dic
   ips = meta["timed_images"] / meta["timed_seconds"] if meta["timed_seconds"] else None
   extra = dict(extra or {})
   if member.events is not None:
-    from medjax.tensorboard import confusion_matrix_image
     member.events.image(checkpoint["epoch"], "test/confusion_matrix", confusion_matrix_image(
         metrics_lib.confusion_matrix(dataset.test.labels, probs >= 0.5),
         f"test, epoch {checkpoint['epoch']}"))

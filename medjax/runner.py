@@ -1,16 +1,27 @@
-"""Shared entry point of the experiment files: flags -> resolved config -> train -> results.
+"""Runs an experiment: flags -> resolved config -> data -> train -> results.
 
     python -m experiments.<dataset>_<model> [--workdir=DIR] [--overwrite] [--config.<field>=VALUE]
+    medjax-train <dataset>_<model> [flags]
+
+The files of `experiments/` hold configs only (`get_config()`); this module is what runs them:
+`run` (one model), `run_seeds` (several seeds, stacked where the model allows), `main` (the
+command line of an experiment file) and `console_main` (`medjax-train`).
 """
 
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import logging
 import os
+import re
 import sys
+from typing import Callable, Sequence
 
 import jax
+from absl import flags
+from ml_collections import config_flags
 
 from medjax import cli, platform, rundir
 from medjax import config as config_lib
@@ -18,14 +29,12 @@ from medjax.analysis import pretrained
 from medjax.analysis.seed_ensemble import write_seed_ensemble
 from medjax.errors import ConfigError
 from medjax.data import load_dataset
-from medjax.data.base import with_labelled_subset
+from medjax.data.base import check_batch_size, with_labelled_subset
 from medjax.train.registry import model_spec
 from medjax.train.results import results_table
 from medjax.train.seeds import config_for_seed, train_seeds
 
 log = logging.getLogger("medjax")
-
-setup_logging = cli.setup_logging
 
 
 def default_workdir(config) -> str:
@@ -71,10 +80,7 @@ def load_data(config):
 
 def check_run(config, dataset) -> None:
   """Checks that need the data, before anything is written into the workdir."""
-  n = len(dataset.train)
-  if config.batch_size > n:
-    raise ConfigError(f"batch_size {config.batch_size} is larger than the {n} training examples "
-                      f"of {dataset.source or dataset.name}; set --config.batch_size <= {n}")
+  check_batch_size(config.batch_size, len(dataset.train), dataset.source or dataset.name)
   if dataset.val is not None:
     neg, pos = dataset.val.class_counts
     if min(neg, pos) <= 2:
@@ -131,81 +137,93 @@ def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
 
 def _with_data_seed(config, seed: int):
   """`config` with data.seed set to `seed` where it is unset (a copy; `config` is unchanged)."""
-  import copy
   c = copy.deepcopy(config)
   if c.data.seed is None:
     c.data.seed = int(seed)
   return c
 
 
-def seed_workdirs(workdir: str, seeds) -> list[str]:
-  return [os.path.join(workdir, f"seed{s}") for s in seeds]
-
-
-def main(get_config, doc: str | None = None) -> None:
-  """Defines the flags around `get_config()` and runs the experiment under absl (`--help`
-  shows `doc`, default: the main module's docstring, and the config's fields)."""
-  from absl import flags
-  from ml_collections import config_flags
-
-  config = get_config()
-  config_flags.DEFINE_config_dict(
-      "config", config, "Experiment config; override any field with --config.<field>=VALUE "
-      "(the fields are listed above).", lock_config=True)
-  flags.DEFINE_string("workdir", None, "Output directory (default: runs/<experiment>[-synthetic]).")
-  flags.DEFINE_bool("overwrite", False, "Discard an existing run in --workdir and start over.")
+def define_flags(fv: flags.FlagValues, config, argv: Sequence[str]) -> None:
+  """The flags of an experiment around its default `config` (`argv`: the command line, which
+  ml_collections reads to know the --config.<field> overrides)."""
+  try:
+    config_flags.DEFINE_config_dict(
+        "config", config, "Experiment config; override any field with --config.<field>=VALUE.",
+        flag_values=fv, lock_config=True, sys_argv=["medjax", *argv])
+  except (AttributeError, KeyError) as e:  # ml_collections' word for an unknown field
+    hint = re.search(r'Did you mean "([\w.]+)"', str(e))
+    unknown = [a.split("=")[0] for a in argv if a.lstrip("-").startswith("config.")
+               and not _has_field(config, a.split("=")[0].lstrip("-")[len("config."):])]
+    raise ConfigError(f"{', '.join(unknown) or 'a --config flag'}: no such config field"
+                      + (f" (did you mean {hint.group(1)}?)" if hint else "")) from None
+  flags.DEFINE_string("workdir", None, "Output directory (default: runs/<experiment>[-synthetic]).",
+                      flag_values=fv)
+  flags.DEFINE_bool("overwrite", False, "Discard an existing run in --workdir and start over.",
+                    flag_values=fv)
   flags.DEFINE_list("seeds", None,
                     "Train these seeds (e.g. 0,1,2) into <workdir>/seed<k>, sharing the split "
-                    "of the first. Overrides --config.seed.")
+                    "of the first. Overrides --config.seed.", flag_values=fv)
   flags.DEFINE_enum("stack_seeds", "auto", ["auto", "on", "off"],
                     "With --seeds: train CNN/ResNet seeds together in one vmapped step ('auto': "
-                    "on GPU/TPU, off on CPU where it is slower).")
+                    "on GPU/TPU, off on CPU where it is slower).", flag_values=fv)
   flags.DEFINE_bool("distributed", False,
                     "Multi-host run: call jax.distributed.initialize() first (coordinator, "
                     "process count and id from the cluster (SLURM, ...) or from "
-                    "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).")
-  names = ("workdir", "overwrite", "seeds", "stack_seeds", "distributed")
-  cli.show_in_help("config", *names)
-  main_module = sys.modules["__main__"]
-  doc = doc or main_module.__doc__ or ""
-  if any(a in ("--help", "-h", "--helpshort", "-?") for a in sys.argv[1:]):
-    print(doc.rstrip() + "\n\nflags:\n" + cli.flags_help(names) +
-          "\n  --config.<field>=VALUE: override a config field (any of those below)\n\n"
-          "config fields (defaults):\n" + cli.config_help(config))
-    sys.exit(0)
+                    "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).",
+                    flag_values=fv)
 
-  def _main(argv):
-    if len(argv) > 1:
-      raise ConfigError(f"unexpected arguments: {argv[1:]} (flags are --name=value)")
-    setup_logging()
-    FLAGS = flags.FLAGS
-    if FLAGS.distributed:
-      initialize_distributed()
-    enable_compilation_cache()
-    if not FLAGS.seeds and FLAGS.stack_seeds != "auto":
-      raise ConfigError(f"--stack_seeds applies to --seeds (several seeds), and there is one "
-                        f"model here: drop --stack_seeds={FLAGS.stack_seeds}")
-    if FLAGS.seeds:
-      seeds = cli.parse_seeds(FLAGS.seeds)
-      if FLAGS.config.seed != config_lib.base_config("luna", "cnn").seed:
-        raise ConfigError(f"--seeds replaces --config.seed: drop --config.seed="
-                          f"{FLAGS.config.seed}, or add it to --seeds")
-      workdir = FLAGS.workdir or default_workdir(FLAGS.config)
-      stack = {"auto": None, "on": True, "off": False}[FLAGS.stack_seeds]
-      workdirs = seed_workdirs(workdir, seeds)
-      for results in run_seeds(FLAGS.config, seeds, workdirs, overwrite=FLAGS.overwrite,
-                               stack=stack):
-        print("\n" + results_table(results), flush=True)
-      if len(seeds) > 1 and rundir.is_writer():
-        ens = write_seed_ensemble(workdirs, os.path.join(workdir, "ensemble"))
-        t = ens["test"]
-        print(f"\nensemble of seeds {seeds} (mean probability): accuracy {t['accuracy']:.4f}, "
-              f"AUC {t['auc']:.4f} -> {os.path.join(workdir, 'ensemble')}", flush=True)
-      return
-    results = run(FLAGS.config, FLAGS.workdir, overwrite=FLAGS.overwrite)
+
+def _has_field(config, path: str) -> bool:
+  for key in path.split("."):
+    if not hasattr(config, "keys") or key not in config:
+      return False
+    config = config[key]
+  return True
+
+
+def experiment(get_config: Callable, argv: Sequence[str] | None = None, doc: str = "") -> list[dict]:
+  """The command line of an experiment file: `argv` (default: `sys.argv[1:]`) -> trained
+  model(s); returns the results of each seed (one without --seeds). `--help` shows `doc`, the
+  flags and the config's fields."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  config = get_config()
+  more_help = ("\n  --config.<field>=VALUE: override a config field (any of those below)\n\n"
+               "config fields (defaults):\n" + cli.config_help(config, config_lib.HELP))
+  fv = cli.parse_flags(functools.partial(define_flags, config=config, argv=argv), argv, doc,
+                       more_help=more_help, skip_in_help=("config",))
+  if fv.distributed:
+    initialize_distributed()
+  enable_compilation_cache()
+  if not fv.seeds and fv.stack_seeds != "auto":
+    raise ConfigError(f"--stack_seeds applies to --seeds (several seeds), and there is one "
+                      f"model here: drop --stack_seeds={fv.stack_seeds}")
+  if not fv.seeds:
+    results = run(fv.config, fv.workdir, overwrite=fv.overwrite)
     print("\n" + results_table(results), flush=True)
+    return [results]
+  seeds = cli.parse_seeds(fv.seeds)
+  if fv.config.seed != config_lib.base_config("luna", "cnn").seed:
+    raise ConfigError(f"--seeds replaces --config.seed: drop --config.seed={fv.config.seed}, "
+                      "or add it to --seeds")
+  workdir = fv.workdir or default_workdir(fv.config)
+  workdirs = [rundir.seed_workdir(workdir, s) for s in seeds]
+  stack = {"auto": None, "on": True, "off": False}[fv.stack_seeds]
+  results = run_seeds(fv.config, seeds, workdirs, overwrite=fv.overwrite, stack=stack)
+  for r in results:
+    print("\n" + results_table(r), flush=True)
+  if len(seeds) > 1 and rundir.is_writer():
+    ens = write_seed_ensemble(workdirs, os.path.join(workdir, "ensemble"))
+    t = ens["test"]
+    print(f"\nensemble of seeds {seeds} (mean probability): accuracy {t['accuracy']:.4f}, "
+          f"AUC {t['auc']:.4f} -> {os.path.join(workdir, 'ensemble')}", flush=True)
+  return results
 
-  cli.run(_main)
+
+def main(get_config: Callable, doc: str | None = None) -> None:
+  """`python -m experiments.<name>`: `experiment` from the shell (`doc`, default: the main
+  module's docstring, is what --help shows)."""
+  doc = doc if doc is not None else sys.modules["__main__"].__doc__ or ""
+  cli.run(lambda argv: experiment(get_config, argv, doc))
 
 
 def console_main() -> None:
@@ -217,8 +235,8 @@ def console_main() -> None:
           "`medjax-train <experiment> --help` lists its flags and config fields.",
           file=sys.stderr)
     sys.exit(0 if sys.argv[1:2] in (["--help"], ["-h"]) else 2)
-  name = sys.argv.pop(1)
+  name = sys.argv[1]
   if name not in names:
     cli.fail(f"unknown experiment {name!r}; known: {', '.join(names)}")
   module = importlib.import_module(f"experiments.{name}")
-  main(module.get_config, doc=module.__doc__)
+  cli.run(lambda argv: experiment(module.get_config, argv, module.__doc__), sys.argv[2:])
