@@ -7,7 +7,7 @@ GPU, which belongs to JAX.
 
 from __future__ import annotations
 
-from medjax.data.base import DataError, Split
+from medjax.data.base import Split, check_batch_size
 
 
 def tensorflow():
@@ -48,8 +48,8 @@ def tf_batches(source, batch_size: int, *, train: bool, seed: int = 0,
   """
   tf = tensorflow()
   if isinstance(source, Split):
-    if batch_size > len(source) and train:
-      raise DataError(f"batch_size {batch_size} is larger than the {len(source)} examples")
+    if train:
+      check_batch_size(batch_size, len(source))
     ds = tf.data.Dataset.from_tensor_slices({"image": source.images, "label": source.labels})
     size = len(source)
   else:

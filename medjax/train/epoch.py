@@ -1,4 +1,4 @@
-"""Two ways to run a training epoch, yielding the same chunks of per-step metrics.
+"""Three ways to run a training epoch, yielding the same chunks of per-step metrics.
 
 - `HostEpochs`: numpy batches from the host, one jitted step per batch (any dataset size).
 - `TFDataEpochs`: the same batches read through a tf.data pipeline (parallel gather, prefetch
@@ -7,7 +7,7 @@
   as uint8) and each chunk of steps is one jitted `lax.scan` that gathers its batches on device,
   so the paper's batch-20 setting is not bound by Python dispatch.
 
-Both take the batch order from `epoch_indices`, and the step's randomness from
+All three take the batch order from `epoch_indices`, and the step's randomness from
 `fold_in(rng, state.step)`, so for the same seed they train the same model. With a sequence of
 seeds, each step gets one batch per seed ([n_seeds, batch, ...]) for a vmapped step over stacked
 states (`medjax.train.seeds`); each model sees the order it would see alone.

@@ -24,7 +24,6 @@ from typing import Any, Sequence
 import jax
 
 from medjax.data import Dataset
-from medjax.errors import WorkdirError
 from medjax.rundir import RunDir
 from medjax.train import driver, ensemble, loop, optim, supervised
 from medjax.train.registry import model_spec
@@ -67,9 +66,7 @@ def train_seeds(config, seeds: Sequence[int], workdirs: Sequence[str], dataset: 
       stack.callback(m.events.close)
     try:
       state, start = driver.restore(members, state, stacked=True)
-    except WorkdirError as e:
-      if "different epochs" not in str(e):
-        raise
+    except driver.UnevenResumeError as e:
       log.warning("seeds %s %s", seeds, e)
       stack.close()
       return [spec.train(c, w, dataset) for c, w in zip(configs, workdirs)]

@@ -267,7 +267,7 @@ class SGANEpochs:
 
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False
                        ) -> dict[str, Any]:
-  """Trains the SGAN, evaluates C on the test split and writes results.json (see loop.py)."""
+  """Trains the SGAN, evaluates C on the test split and writes results.json (see results.py)."""
   with RunDir.open(config, workdir, dataset, overwrite=overwrite) as run:
     log.info("data: %s", dataset.summary())
     s = config.sgan
