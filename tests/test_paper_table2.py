@@ -19,7 +19,7 @@ def test_cells_follow_the_paper_grid():
     paper_table2.select_cells("mnist_*")
 
 
-def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, capsys):
+def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, caplog):
   workdir = str(tmp_path / "grid")
   args = ["--smoke", "--cells=luna_cnn", "--seeds=0,1", f"--workdir={workdir}", "--stack=on"]
   rows = paper_table2.main(args)
@@ -43,10 +43,10 @@ def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, capsys):
   # A seed kept as results.json alone (as results/ keeps older runs) has no predictions to
   # average: the seeds' row stays, the ensemble row goes, with a warning.
   os.remove(os.path.join(workdir, "luna_cnn", "seed0", "predictions.csv"))
-  capsys.readouterr()
+  caplog.clear()
   collected = paper_table2.main(args + ["--collect"])
   assert collected == rows[:1]
-  assert "no ensemble row: seed(s) [0]" in capsys.readouterr().out
+  assert "no ensemble row: seed(s) [0]" in caplog.text
 
 
 def test_an_explicit_workdir_is_used_as_given_and_one_seed_says_so(tmp_path):
