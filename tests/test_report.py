@@ -254,3 +254,14 @@ def test_a_damaged_results_or_config_file_names_it(tmp_path):
     f.write('{"test": ')
   with pytest.raises(UserError, match=r"results.json: damaged"):
     report.report([run], n_bootstrap=0)
+
+
+@pytest.mark.slow  # an end-to-end smoke run per model (shared with the other tools' tests)
+@pytest.mark.parametrize("model", ["cnn", "resnet", "dbn", "sgan"])
+def test_report_redraws_a_finished_run_of_each_model(finished_run, model, tmp_path):
+  written = report.main([finished_run(model), f"--out={tmp_path}"])
+  assert sorted(os.path.basename(p) for p in written) == [
+      "pr.png", "reliability.png", "roc.png", "training_curves.png"]
+  for path in written:
+    with open(path, "rb") as f:
+      assert f.read(8) == PNG_MAGIC
