@@ -70,6 +70,7 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.eval_checkpoint = "best"
   c.temperature_scaling = True
   c.log_every = 50
+  c.profile_steps = ()
   c.device_resident = config_dict.placeholder(bool)
   c.smoke = False
   c.init_from = config_dict.placeholder(str)
@@ -208,6 +209,9 @@ HELP = {
         "kernels summed to 1 channel."),
     "learning_rate": "Adam's learning rate (the paper: 1e-4)",
     "log_every": "steps between host syncs (progress bar, NaN check)",
+    "profile_steps": ("(first, last): trace these training steps (counted from 1 over the run) "
+                      "with the JAX profiler into <workdir>/profile (TensorBoard, Perfetto); "
+                      "(): off"),
     "lr_decay_epochs": '"step": multiply by lr_decay_factor every this many epochs',
     "lr_decay_factor": '"step": the factor applied every lr_decay_epochs',
     "lr_schedule": (
@@ -407,6 +411,10 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.device_resident = platform.device_resident_default() and c.data.source == "arrays"
   _check(not (c.data.source == "tfdata" and c.device_resident),
          "data.source='tfdata' feeds batches from the host: set device_resident=False")
+  steps = tuple(c.profile_steps)
+  _check(steps == () or (len(steps) == 2 and all(isinstance(v, int) for v in steps)
+                         and 1 <= steps[0] <= steps[1]),
+         f"profile_steps must be () or (first, last) with 1 <= first <= last, got {steps}")
   for name in ("num_epochs", "batch_size", "eval_batch_size", "log_every"):
     _check(c[name] >= 1, f"{name} must be >= 1, got {c[name]}")
   _check(c.warmup_epochs < c.num_epochs,

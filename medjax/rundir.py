@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 # Fields that change how a run executes, not what it trains: a resumed run may change them.
 # `num_epochs` may grow (continuing a finished run); it may not drop below the epochs done.
 EXECUTION_FIELDS = frozenset({
-    "num_epochs", "synthetic_num_epochs", "device_resident", "log_every", "eval_batch_size",
+    "num_epochs", "synthetic_num_epochs", "device_resident", "log_every", "profile_steps",
+    "eval_batch_size",
     "eval_checkpoint", "temperature_scaling", "early_stopping_patience", "data.workers", "data.cache", "data.source",
     "data.allow_duplicates",
 })

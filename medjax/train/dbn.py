@@ -32,6 +32,7 @@ from medjax.rundir import RunDir
 from medjax.train import loop
 from medjax.train import rbm as rbm_lib
 from medjax.train.driver import NonFiniteLossError
+from medjax.train.profile import named
 from medjax.train.state import init_variables, seed_rngs
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarr
       rbm_lib.train_epoch, batch_size=c.pretrain_batch_size, k=c.cd_k,
       persistent=c.persistent), donate_argnums=0)
   monitor_fn = jax.jit(rbm_lib.monitor)
-  propagate = jax.jit(lambda rbm, v: rbm.hidden_probs(v))
+  propagate = jax.jit(named(lambda rbm, v: rbm.hidden_probs(v), "rbm_hidden_probs"))
   base_key = jax.random.key(config.seed)
 
   stack, summary = [], {"layers": [], "seconds": 0.0}

@@ -35,6 +35,7 @@ from medjax.eval import metrics as metrics_lib
 from medjax.rundir import RunDir, disk_full
 from medjax.tensorboard import confusion_matrix_image
 from medjax.train.checkpoint import Checkpoints
+from medjax.train.profile import NO_PROFILER, StepProfiler
 from medjax.train.ensemble import unstack
 from medjax.train.results import predict, restore_for_test, val_metrics, write_results
 
@@ -231,6 +232,8 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
   check_batch_size(config.batch_size, len(dataset.train))
   patience = config.get("early_stopping_patience") if hasattr(config, "get") else None
   progress = Progress(config.num_epochs, start_epoch, steps)
+  profiler = StepProfiler(tuple(config.get("profile_steps") or ()) or None,
+                          members[0].run.file("profile")) if members[0].run.writer else NO_PROFILER
   warm = False
   best = [m.meta.get("best_value") for m in members]
   since_best = [m.meta.get("epochs_since_best", 0) for m in members]
@@ -241,7 +244,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
       history: list[dict] = []
       epoch_images, epoch_timed = 0, 0.0
       t_chunk = time.perf_counter()
-      for state, chunk in task.source.run(state, epoch):
+      for state, chunk in task.source.run(state, epoch, profiler):
         now = time.perf_counter()
         if warm:  # the first chunk of a process includes compilation: not steady state
           epoch_timed += now - t_chunk
@@ -309,6 +312,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
         break
   finally:  # an error or Ctrl-C never abandons a checkpoint half-written
     progress.close()
+    profiler.stop()  # a window reaching past the run's last step
     for m in members:
       _wait(m)
   return state

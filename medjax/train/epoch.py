@@ -25,6 +25,7 @@ import numpy as np
 
 from medjax.data import Split, epoch_indices
 from medjax.train import parallel
+from medjax.train.profile import NO_PROFILER, StepProfiler, named
 
 
 def step_indices(n: int, batch_size: int, *, seed: int | Sequence[int], epoch: int) -> np.ndarray:
@@ -34,18 +35,27 @@ def step_indices(n: int, batch_size: int, *, seed: int | Sequence[int], epoch: i
   return np.stack([epoch_indices(n, batch_size, seed=s, epoch=epoch) for s in seed], axis=1)
 
 
-def run_chunks(step_fn, state, batches, rng, chunk: int) -> Iterator[tuple[object, list[dict]]]:
+def run_chunks(step_fn, state, batches, rng, chunk: int, *, first_step: int = 1,
+               profiler: StepProfiler = NO_PROFILER) -> Iterator[tuple[object, list[dict]]]:
   """Runs `step_fn(state, batch, rng)` over `batches`, yielding (state, the metrics of up to
-  `chunk` steps) with one host fetch per chunk, so steps are dispatched ahead of the fetches."""
+  `chunk` steps) with one host fetch per chunk, so steps are dispatched ahead of the fetches.
+  Steps are numbered from `first_step` (their number in the whole run) for `profiler`."""
   pending = []
-  for batch in batches:
-    state, metrics = step_fn(state, batch, rng)
+  for n, batch in enumerate(batches, first_step):
+    with profiler.step(n):
+      state, metrics = step_fn(state, batch, rng)
+    profiler.after(n, state)
     pending.append(metrics)
     if len(pending) == chunk:
       yield state, jax.device_get(pending)
       pending = []
   if pending:
     yield state, jax.device_get(pending)
+
+
+def first_step(epoch: int, steps_per_epoch: int) -> int:
+  """The run's number of the first step of `epoch` (steps counted from 1 over the run)."""
+  return (epoch - 1) * steps_per_epoch + 1
 
 
 class HostEpochs:
@@ -58,12 +68,14 @@ class HostEpochs:
     self.place_batch = place_batch or (lambda batch: batch)
     self.steps_per_epoch = len(split) // batch_size
 
-  def run(self, state, epoch: int) -> Iterator[tuple[object, list[dict]]]:
+  def run(self, state, epoch: int, profiler: StepProfiler = NO_PROFILER
+          ) -> Iterator[tuple[object, list[dict]]]:
     batches = (self.place_batch({"image": self.split.images[idx],
                                  "label": self.split.labels[idx]})
                for idx in step_indices(len(self.split), self.batch_size, seed=self.seed,
                                        epoch=epoch))
-    return run_chunks(self.step_fn, state, batches, self.rng, self.chunk)
+    return run_chunks(self.step_fn, state, batches, self.rng, self.chunk,
+                      first_step=first_step(epoch, self.steps_per_epoch), profiler=profiler)
 
 
 class TFDataEpochs:
@@ -96,11 +108,13 @@ class TFDataEpochs:
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(self.prefetch)
 
-  def run(self, state, epoch: int) -> Iterator[tuple[object, list[dict]]]:
+  def run(self, state, epoch: int, profiler: StepProfiler = NO_PROFILER
+          ) -> Iterator[tuple[object, list[dict]]]:
     batches = self.dataset(epoch).as_numpy_iterator()
     if self.mesh is not None:
       batches = (parallel.put_local_batch(b, self.mesh) for b in batches)
-    return run_chunks(self.step_fn, state, batches, self.rng, self.chunk)
+    return run_chunks(self.step_fn, state, batches, self.rng, self.chunk,
+                      first_step=first_step(epoch, self.steps_per_epoch), profiler=profiler)
 
 
 def _scan_chunk(state, images, labels, idx, valid, rng, *, step, batch_sharding=None):
@@ -143,11 +157,14 @@ class DeviceEpochs:
     self.n_chunks = math.ceil(self.steps_per_epoch / max(1, min(chunk, self.steps_per_epoch)))
     self.chunk = math.ceil(self.steps_per_epoch / self.n_chunks)
     self.images, self.labels = put_data((split.images, split.labels))
-    self.scan = jax.jit(functools.partial(_scan_chunk, step=step, batch_sharding=batch_sharding),
+    self.scan = jax.jit(named(functools.partial(_scan_chunk, step=step,
+                                                batch_sharding=batch_sharding), "train_steps"),
                         donate_argnums=0)
 
-  def run(self, state, epoch: int) -> Iterator[tuple[object, list[dict]]]:
+  def run(self, state, epoch: int, profiler: StepProfiler = NO_PROFILER
+          ) -> Iterator[tuple[object, list[dict]]]:
     rng = self.rng
+    base = first_step(epoch, self.steps_per_epoch)
     idx = step_indices(self.split_len, self.batch_size, seed=self.seed, epoch=epoch)
     padded = self.n_chunks * self.chunk
     valid = np.arange(padded) < len(idx)
@@ -155,6 +172,10 @@ class DeviceEpochs:
     idx = idx.reshape(self.n_chunks, self.chunk, *idx.shape[1:])
     valid = valid.reshape(self.n_chunks, self.chunk)
     for c in range(self.n_chunks):
-      state, stacked = self.scan(state, self.images, self.labels, idx[c], valid[c], rng)
+      first = base + c * self.chunk
+      last = base + min((c + 1) * self.chunk, self.steps_per_epoch) - 1
+      with profiler.step(first, last):
+        state, stacked = self.scan(state, self.images, self.labels, idx[c], valid[c], rng)
+      profiler.after(last, state)
       stacked = jax.device_get(stacked)
       yield state, [{k: v[j] for k, v in stacked.items()} for j in np.flatnonzero(valid[c])]

@@ -24,6 +24,7 @@ from medjax.rundir import RunDir
 from medjax.tensorboard import EventWriter
 from medjax.train import driver, optim, parallel, supervised, transfer
 from medjax.train.epoch import DeviceEpochs, HostEpochs, TFDataEpochs
+from medjax.train.profile import named
 from medjax.train.state import count_params, create_train_state, seed_rngs
 
 log = logging.getLogger(__name__)
@@ -100,7 +101,7 @@ def epoch_source(config, step, split: Split, seed, rng, *, mesh=None):
   batches are sharded over its data axis and resident data replicated. `seed` may be a list
   (stacked seeds: `step` is then the vmapped step)."""
   if config.data.source == "tfdata":
-    return TFDataEpochs(jax.jit(step, donate_argnums=0), split, config.batch_size, seed=seed,
+    return TFDataEpochs(jax.jit(named(step, "train_step"), donate_argnums=0), split, config.batch_size, seed=seed,
                         chunk=config.log_every, rng=rng, mesh=mesh)
   if config.device_resident:
     kw = {}
@@ -110,7 +111,7 @@ def epoch_source(config, step, split: Split, seed, rng, *, mesh=None):
     return DeviceEpochs(step, split, config.batch_size, seed=seed, chunk=config.log_every,
                         rng=rng, **kw)
   place = functools.partial(parallel.put_batch, mesh=mesh) if mesh is not None else None
-  return HostEpochs(jax.jit(step, donate_argnums=0), split, config.batch_size, seed=seed,
+  return HostEpochs(jax.jit(named(step, "train_step"), donate_argnums=0), split, config.batch_size, seed=seed,
                     chunk=config.log_every, rng=rng, place_batch=place)
 
 

@@ -45,7 +45,8 @@ from medjax.eval import plots
 from medjax.rundir import RunDir
 from medjax.train import driver, loop
 from medjax.train.augment import augment_batch
-from medjax.train.epoch import run_chunks
+from medjax.train.epoch import first_step, run_chunks
+from medjax.train.profile import NO_PROFILER, StepProfiler
 from medjax.train.state import count_params, seed_rngs
 
 log = logging.getLogger(__name__)
@@ -159,9 +160,10 @@ def train_step(state: SGANState, batch: dict[str, Any], rng, *, generator, discr
            "d_fake": jnp.mean(real_probability(logits_f))}
     return c_loss + unsupervised_weight * (r_loss + f_loss), aux
 
-  (d_loss, aux), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
-  d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
-  d_params = optax.apply_updates(state.d_params, d_updates)
+  with jax.named_scope("discriminator_step"):  # the scopes name the two halves in profiles
+    (d_loss, aux), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(state.d_params)
+    d_updates, d_opt_state = d_tx.update(d_grads, state.d_opt_state, state.d_params)
+    d_params = optax.apply_updates(state.d_params, d_updates)
 
   def g_loss_fn(fake):
     fake = aug(fake, g_rng, augment_fake)  # differentiable: G learns through the transforms
@@ -173,10 +175,11 @@ def train_step(state: SGANState, batch: dict[str, Any], rng, *, generator, discr
       return jnp.mean(jnp.square(diff))
     return real_loss(apply_d(d_params, fake, g_drop))  # non-saturating: -log D(G(z))
 
-  g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
-  (g_grads,) = g_vjp(fake_grads)
-  g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-  g_params = optax.apply_updates(state.g_params, g_updates)
+  with jax.named_scope("generator_step"):
+    g_loss, fake_grads = jax.value_and_grad(g_loss_fn)(fake)
+    (g_grads,) = g_vjp(fake_grads)
+    g_updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+    g_params = optax.apply_updates(state.g_params, g_updates)
 
   metrics = {"loss": d_loss, "g_loss": g_loss, **aux,
              "d_grad_norm": optax.tree.norm(d_grads), "g_grad_norm": optax.tree.norm(g_grads),
@@ -256,13 +259,14 @@ class SGANEpochs:
     self.batch_size, self.seed, self.chunk, self.rng = batch_size, seed, chunk, rng
     self.steps_per_epoch = len(split) // batch_size
 
-  def run(self, state, epoch: int):
+  def run(self, state, epoch: int, profiler: StepProfiler = NO_PROFILER):
     stream = zip(batches(self.split, self.batch_size, seed=self.seed, epoch=epoch),
                  labelled_batches(self.labelled, self.batch_size,
                                   self.steps_per_epoch, seed=self.seed, epoch=epoch))
     return run_chunks(self.step_fn, state,
                       ({"image": images, "label": labels, "unlabelled": unlabelled["image"]}
-                       for unlabelled, (images, labels) in stream), self.rng, self.chunk)
+                       for unlabelled, (images, labels) in stream), self.rng, self.chunk,
+                      first_step=first_step(epoch, self.steps_per_epoch), profiler=profiler)
 
 
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False
