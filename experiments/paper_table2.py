@@ -103,11 +103,17 @@ def cell_ensemble(cell: str, seeds: list[int], workdir: str) -> dict | None:
   workdirs = [seed_workdir(os.path.join(workdir, cell), s) for s in seeds]
   missing = [s for s, w in zip(seeds, workdirs)
              if not os.path.exists(os.path.join(w, "predictions.csv"))]
+  out = os.path.join(workdir, cell, "ensemble")
   if missing:  # e.g. a seed's results.json restored from results/ without its predictions
+    kept = read_results(os.path.join(out, "results.json"))
+    if kept is not None and kept.get("seeds") == list(seeds):
+      log.info("%s: seed(s) %s have no predictions.csv; the ensemble of seeds %s written "
+               "before is read back", cell, missing, seeds)
+      return kept
     log.warning("%s: no ensemble row: seed(s) %s have results.json but no predictions.csv",
                 cell, missing)
     return None
-  return write_seed_ensemble(workdirs, os.path.join(workdir, cell, "ensemble"))
+  return write_seed_ensemble(workdirs, out)
 
 
 def summarize(results: dict[str, list[dict]], ensembles: dict[str, dict | None] | None = None

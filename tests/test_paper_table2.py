@@ -41,11 +41,16 @@ def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, caplog):
   assert os.path.getmtime(os.path.join(workdir, "luna_cnn", "seed1", "results.json")) == stamp
   assert again == rows
   # A seed kept as results.json alone (as results/ keeps older runs) has no predictions to
-  # average: the seeds' row stays, the ensemble row goes, with a warning.
+  # average: the ensemble written before for the same seeds is read back; without it the
+  # seeds' row stays and the ensemble row goes, with a warning.
   os.remove(os.path.join(workdir, "luna_cnn", "seed0", "predictions.csv"))
   caplog.clear()
-  collected = paper_table2.main(args + ["--collect"])
-  assert collected == rows[:1]
+  caplog.set_level("INFO")
+  assert paper_table2.main(args + ["--collect"]) == rows
+  assert "written before is read back" in caplog.text
+  os.remove(os.path.join(workdir, "luna_cnn", "ensemble", "results.json"))
+  caplog.clear()
+  assert paper_table2.main(args + ["--collect"]) == rows[:1]
   assert "no ensemble row: seed(s) [0]" in caplog.text
 
 
