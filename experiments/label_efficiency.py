@@ -33,7 +33,7 @@ import time
 import numpy as np
 from absl import flags
 
-from medjax import cli, runner
+from medjax import cli, platform, runner
 from medjax import config as config_lib
 from medjax.data import load_dataset
 from medjax.errors import ConfigError, UserError
@@ -212,7 +212,7 @@ def main(argv=None) -> list[dict]:
   """Trains the missing runs and writes the tables and the figure; `argv`: the flags (default
   sys.argv[1:])."""
   FLAGS = cli.parse_flags(define_flags, argv, __doc__)
-  runner.enable_compilation_cache()
+  platform.enable_compilation_cache()
   budgets = cli.parse_list(FLAGS.labels or (["40", "100"] if FLAGS.smoke else ["100", "500"]),
                            "labels")
   seeds = cli.parse_list(FLAGS.seeds, "seeds")

@@ -27,7 +27,7 @@ import time
 import numpy as np
 from absl import flags
 
-from medjax import cli, runner
+from medjax import cli, platform, runner
 from medjax.analysis.seed_ensemble import write_seed_ensemble
 from medjax.config import DATASETS, MODELS, PAPER_TABLE2
 from medjax.errors import ConfigError, UserError
@@ -315,7 +315,7 @@ def main(argv=None) -> list[dict]:
   """Runs the selected cells and writes the tables and the figure; `argv`: the flags (default
   sys.argv[1:])."""
   FLAGS = cli.parse_flags(define_flags, argv, __doc__)
-  runner.enable_compilation_cache()
+  platform.enable_compilation_cache()
   workdir = FLAGS.workdir or os.path.join("runs", "table2-smoke" if FLAGS.smoke else "table2")
   seeds = cli.parse_seeds(FLAGS.seeds)
   cells = select_cells(FLAGS.cells)

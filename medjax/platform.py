@@ -54,3 +54,13 @@ def stack_seeds_default() -> bool:
 def default_workers() -> int:
   """Processes for CPU-bound data preparation (volume reading): one per core, up to 8."""
   return max(1, min(os.cpu_count() or 1, 8))
+
+
+def enable_compilation_cache() -> None:
+  """Persistent XLA cache ($MEDJAX_JAX_CACHE, default ~/.cache/medjax/jax), used by every command
+  that compiles models: a re-run loads its compiled steps instead of compiling them again."""
+  import jax
+  cache = os.environ.get("MEDJAX_JAX_CACHE",
+                         os.path.join(os.path.expanduser("~"), ".cache", "medjax", "jax"))
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

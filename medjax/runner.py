@@ -42,14 +42,6 @@ def default_workdir(config) -> str:
   return os.path.join("runs", f"{config.experiment}{suffix}")
 
 
-def enable_compilation_cache() -> None:
-  """Persistent XLA cache: a re-run loads its compiled steps instead of compiling them again."""
-  cache = os.environ.get("MEDJAX_JAX_CACHE",
-                         os.path.join(os.path.expanduser("~"), ".cache", "medjax", "jax"))
-  jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-
-
 def initialize_distributed() -> None:
   """jax.distributed.initialize, from explicit environment variables where they are set."""
   env = os.environ
@@ -193,7 +185,7 @@ def experiment(get_config: Callable, argv: Sequence[str] | None = None, doc: str
                        more_help=more_help, skip_in_help=("config",))
   if fv.distributed:
     initialize_distributed()
-  enable_compilation_cache()
+  platform.enable_compilation_cache()
   if not fv.seeds and fv.stack_seeds != "auto":
     raise ConfigError(f"--stack_seeds applies to --seeds (several seeds), and there is one "
                       f"model here: drop --stack_seeds={fv.stack_seeds}")

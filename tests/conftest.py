@@ -9,14 +9,22 @@ LUNA_PATCHES = os.path.abspath(os.path.join(SHARED, "data", "luna16_patches"))
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
-  """Synthetic-data cache in a temp dir, so tests never depend on (or touch) ~/.cache."""
-  old = os.environ.get("MEDJAX_CACHE_DIR")
-  os.environ["MEDJAX_CACHE_DIR"] = str(tmp_path_factory.mktemp("medjax_cache"))
+  """Synthetic-data and XLA compilation caches in a temp dir, so tests never depend on (or
+  touch) ~/.cache. The compilation cache is the one every entry point uses
+  (`runner.enable_compilation_cache`): tests that build the same models and steps load them
+  instead of compiling them again."""
+  from medjax import platform
+  names = ("MEDJAX_CACHE_DIR", "MEDJAX_JAX_CACHE")
+  old = {name: os.environ.get(name) for name in names}
+  for name in names:
+    os.environ[name] = str(tmp_path_factory.mktemp(name.lower()))
+  platform.enable_compilation_cache()
   yield
-  if old is None:
-    os.environ.pop("MEDJAX_CACHE_DIR", None)
-  else:
-    os.environ["MEDJAX_CACHE_DIR"] = old
+  for name, value in old.items():
+    if value is None:
+      os.environ.pop(name, None)
+    else:
+      os.environ[name] = value
 
 
 requires_luna_patches = pytest.mark.skipif(

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from medjax import cli
+from medjax import cli, platform
 from medjax.analysis.restore import restore
 from medjax.data import load_dataset
 from medjax.errors import UserError
@@ -140,6 +140,7 @@ def define_flags(fv) -> None:
 def main(argv=None) -> list[dict]:
   """`argv`: the flags (default: sys.argv[1:])."""
   args = cli.parse_flags(define_flags, argv, __doc__)
+  platform.enable_compilation_cache()
   if not args.workdirs:
     raise UserError("--workdirs is required")
   workdirs = sorted({d for pattern in args.workdirs.split(",") for d in glob.glob(pattern)

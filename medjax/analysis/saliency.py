@@ -38,7 +38,7 @@ import numpy as np
 from absl import flags
 from flax import linen as nn
 
-from medjax import cli
+from medjax import cli, platform
 from medjax.analysis.restore import RestoredEnsemble, restore
 from medjax.data import load_dataset
 from medjax.errors import UserError, WorkdirError
@@ -374,6 +374,7 @@ def define_flags(fv: flags.FlagValues) -> None:
 def main(argv: Sequence[str] | None = None) -> str:
   """`python -m medjax.analysis.saliency WORKDIR [flags]`; returns the figure's path."""
   fv, args = cli.parse_args(define_flags, argv, __doc__)
+  platform.enable_compilation_cache()
   if len(args) != 1:
     raise UserError(f"expected one WORKDIR, got {len(args)} argument(s)"
                     + (f": {' '.join(args)}" if args else ""))
