@@ -76,8 +76,8 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
   real_run = DeviceEpochs.run
 
-  def interrupted(self, state, epoch):
-    for i, out in enumerate(real_run(self, state, epoch)):
+  def interrupted(self, state, epoch, *args):
+    for i, out in enumerate(real_run(self, state, epoch, *args)):
       if epoch == 3 and i == 1:
         raise KeyboardInterrupt  # dies in the middle of epoch 3
       yield out
