@@ -234,16 +234,22 @@ def main(argv=None) -> list[dict]:
   t0 = time.perf_counter()
   for i, (n, model, seed) in enumerate(jobs, 1):
     run_dir = seed_workdir(os.path.join(workdir, f"n{n}", model), seed)
+    config = model_config(model, n, seed, luna_dir=FLAGS.luna_dir, data_seed=FLAGS.data_seed,
+                          smoke=FLAGS.smoke, epochs=1)
+    config.num_epochs = epochs_for(model, n, n_train, config.batch_size, FLAGS.sgan_epochs)
     path = os.path.join(run_dir, "results.json")
     if os.path.exists(path):
-      results.setdefault((n, model), []).append(read_results(path))
+      finished = read_results(path)
+      if finished["epochs"] != config.num_epochs:  # another --sgan_epochs: another budget
+        raise ConfigError(
+            f"{run_dir} holds a run of {finished['epochs']} epochs, but --sgan_epochs="
+            f"{FLAGS.sgan_epochs} gives {model} {config.num_epochs} epochs with {n} labels: "
+            "use another --workdir for another budget")
+      results.setdefault((n, model), []).append(finished)
       continue
     if FLAGS.collect:
       log.info("n=%d %s seed %d: not finished, left out (--collect)", n, model, seed)
       continue
-    config = model_config(model, n, seed, luna_dir=FLAGS.luna_dir, data_seed=FLAGS.data_seed,
-                          smoke=FLAGS.smoke, epochs=1)
-    config.num_epochs = epochs_for(model, n, n_train, config.batch_size, FLAGS.sgan_epochs)
     log.info("[%d/%d] %d labels, %s, seed %d: %d epochs into %s", i, len(jobs), n, model, seed,
              config.num_epochs, run_dir)
     results.setdefault((n, model), []).append(runner.run(config, run_dir))

@@ -48,5 +48,9 @@ def test_smoke_study_labels_the_same_images_for_every_model_and_only_the_sgan_re
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   # --collect writes the same table again without training
   again = label_efficiency.main([f"--workdir={workdir}", "--smoke", "--labels=40",
-                                 "--seeds=0,1", "--collect"])
+                                 "--seeds=0,1", "--sgan_epochs=1", "--collect"])
   assert again == rows
+  # finished runs of another step budget are not mixed into the table
+  with pytest.raises(ConfigError, match="use another --workdir"):
+    label_efficiency.main([f"--workdir={workdir}", "--smoke", "--labels=40", "--seeds=0,1",
+                           "--sgan_epochs=2", "--collect"])
