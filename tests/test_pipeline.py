@@ -71,11 +71,21 @@ def test_hosts_read_disjoint_shards():
   assert all(len(s) == 10 for s in seen)
 
 
-def test_shift_augmentation_keeps_shapes():
-  split = Split(np.random.default_rng(0).integers(0, 255, (16, 50, 50, 1), dtype=np.uint8),
-                np.zeros(16, np.int32), np.arange(16).astype(str))
-  batch = next(pipeline.tf_batches(split, 16, train=True, max_shift=3))
+def test_shift_augmentation_pads_the_edges_as_training_does():
+  images = np.random.default_rng(0).integers(0, 255, (16, 50, 50, 1), dtype=np.uint8)
+  split = Split(images, np.zeros(16, np.int32), np.arange(16).astype(str))
+  batch = next(pipeline.tf_batches(split, 16, train=True, dihedral=False, max_shift=3))
   assert batch["image"].shape == (16, 50, 50, 1) and batch["image"].dtype == np.uint8
+  # every output is a 50x50 window of its image edge-padded by 3 (np.pad's "edge", the
+  # padding of medjax.train.augment), never of a mirrored one
+  padded = np.pad(images, ((0, 0), (3, 3), (3, 3), (0, 0)), mode="edge")
+  windows = [{padded[i, y:y + 50, x:x + 50].tobytes() for y in range(7) for x in range(7)}
+             for i in range(16)]
+  for out in batch["image"]:
+    assert any(out.tobytes() in w for w in windows)
+  tf = pipeline.tensorflow()
+  np.testing.assert_array_equal(pipeline.edge_pad(tf, tf.constant(images[0]), 3).numpy(),
+                                padded[0])
 
 
 def _patch_folder(root):

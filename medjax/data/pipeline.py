@@ -20,8 +20,16 @@ def tensorflow():
   return tf
 
 
+def edge_pad(tf, image, m: int):
+  """`image` [H, W, C] padded by `m` copies of its border rows and columns, as the jitted step's
+  shifts pad (`medjax.train.augment`, numpy's mode="edge"; tf.pad has no such mode)."""
+  rows = tf.concat([tf.repeat(image[:1], m, 0), image, tf.repeat(image[-1:], m, 0)], 0)
+  return tf.concat([tf.repeat(rows[:, :1], m, 1), rows, tf.repeat(rows[:, -1:], m, 1)], 1)
+
+
 def _augment(tf, index, example, seed: int, dihedral: bool, max_shift: int):
-  """Per example, seeded by (seed, position in the stream): rot90 x k, left-right flip, shift."""
+  """Per example, seeded by (seed, position in the stream): rot90 x k, left-right flip, shift
+  (edge padding, as in training)."""
   seeds = tf.random.experimental.stateless_split(
       tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)]), 3)
   image = example["image"]
@@ -29,9 +37,8 @@ def _augment(tf, index, example, seed: int, dihedral: bool, max_shift: int):
     image = tf.image.rot90(image, tf.random.stateless_uniform([], seeds[0], 0, 4, tf.int32))
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
   if max_shift:
-    m = max_shift
-    padded = tf.pad(image, [[m, m], [m, m], [0, 0]], mode="SYMMETRIC")
-    image = tf.image.stateless_random_crop(padded, tf.shape(image), seeds[2])
+    image = tf.image.stateless_random_crop(edge_pad(tf, image, max_shift), tf.shape(image),
+                                           seeds[2])
   return {"image": image, "label": example["label"]}
 
 
