@@ -291,3 +291,25 @@ def test_gan_augment_chooses_which_images_of_the_real_fake_game_are_augmented():
   assert not same(both[0], real[0])            # "both": D sees augmented fakes too
   assert not same(both[1], real[1])             # and G's loss goes through the transforms
   assert all(np.isfinite(float(v)) for v in metrics.values())
+
+
+@pytest.mark.slow
+def test_the_sgan_learns_from_its_unlabelled_images_and_the_ablation_does_not():
+  config = config_lib.sgan_defaults()
+  gen, disc = GeneratorTiny(image_shape=(16, 16, 1)), DiscriminatorTiny(dropout_rate=0.2)
+  g_tx, d_tx = sgan.create_optimizers(config)
+  state = sgan.create_state(gen, disc, g_tx, d_tx, jax.random.key(0), (16, 16, 1), 8)
+  images, labels = _learnable_batch(8)
+  other, _ = _learnable_batch(8, seed=5)
+  same = lambda a, b: all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+
+  def d_params(unlabelled, gan):
+    step = jax.jit(functools.partial(sgan.train_step, generator=gen, discriminator=disc,
+                                     g_tx=g_tx, d_tx=d_tx, latent_dim=8, gan=gan))
+    new, _ = step(state, {"image": images, "label": labels, "unlabelled": unlabelled},
+                  jax.random.key(1))
+    return jax.tree.map(np.asarray, new.d_params)
+
+  # the SGAN's discriminator depends on which unlabelled images it saw; the ablation's not
+  assert not same(d_params(images[::-1], True), d_params(other, True))
+  assert same(d_params(images[::-1], False), d_params(other, False))
