@@ -79,10 +79,27 @@ def results_table(path: str) -> str:
   return "\n".join(lines) + "\n"
 
 
+def label_efficiency_table(path: str) -> str:
+  """One line per (labelled budget, model) of a committed label_efficiency.csv."""
+  rows = read_table(os.path.join(ROOT, path))
+  lines = [f"From [`{path}`]({path}):", "",
+           "| labelled images | model | seeds | epochs | test accuracy % | AUC | majority % | "
+           "unlabelled images used |", "|---|---|---|---|---|---|---|---|"]
+  for r in rows:
+    multi = int(r["seeds"]) > 1
+    acc = _pct(r["accuracy"]) + (f" ± {_pct(r['accuracy_std'])}" if multi else " (1 seed)")
+    auc = _num(r["auc"]) + (f" ± {_num(r['auc_std'])}" if multi else "")
+    lines.append(f"| {r['labels']} | `{r['model']}` | {r['seed_list']} | {r['epochs']} | {acc} | "
+                 f"{auc} | {_pct(r['majority'])} | {r['n_unlabelled']} |")
+  return "\n".join(lines) + "\n"
+
+
 # Block name -> the function that writes its content.
 BLOCKS: dict[str, Callable[[], str]] = {
     "luna16_patches": lambda: results_table("results/luna16_patches/table2.csv"),
     "synthetic_cpu": lambda: results_table("results/synthetic_cpu/table2.csv"),
+    "luna16_label_efficiency": lambda: label_efficiency_table(
+        "results/luna16_label_efficiency/label_efficiency.csv"),
 }
 
 
