@@ -183,8 +183,9 @@ def plot(rows: list[dict], path: str) -> None:
     ax.grid(alpha=0.3)
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9)
-  seeds = max(r["seeds"] for r in rows)
-  set_title(fig, f"LUNA16 patches: learning from few labels (mean ± std over {seeds} seeds)",
+  counts = sorted({r["seeds"] for r in rows})
+  seeds = (f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}-{counts[-1]}") + " seeds"
+  set_title(fig, f"LUNA16 patches: learning from few labels (mean ± std over {seeds})",
             title_marks(rows))
   save_figure(fig, path)
 
