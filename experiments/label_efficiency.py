@@ -33,6 +33,7 @@ import time
 import numpy as np
 from absl import flags
 
+from experiments.paper_table2 import majority
 from medjax import cli, platform, runner
 from medjax import config as config_lib
 from medjax.data import load_dataset
@@ -114,12 +115,6 @@ def summarize(results: dict[tuple[int, str], list[dict]]) -> list[dict]:
         "generator_collapsed": (any(collapsed) if collapsed else None),
         "train_minutes": float(np.mean([r["train_seconds"] for r in runs])) / 60})
   return rows
-
-
-def majority(results: dict) -> float:
-  """Accuracy of always answering the test split's larger class."""
-  (tn, fp), (fn, tp) = results["test"]["confusion_matrix"]
-  return max(tn + fp, fn + tp) / (tn + fp + fn + tp)
 
 
 def _fmt(mean, sd, scale=1.0, digits=1):

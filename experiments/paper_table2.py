@@ -134,7 +134,7 @@ def summarize(results: dict[str, list[dict]], ensembles: dict[str, dict | None] 
             "smoke": any(r.get("smoke", False) for r in runs),
             "epochs": runs[0]["epochs"], "n_train": runs[0]["n_train"],
             "n_test": runs[0]["n_test"],
-            "majority": _majority(runs[0]),
+            "majority": majority(runs[0]),
             "paper_accuracy": PAPER[(dataset, model)] / 100}
     rows.append({**base, "kind": "seeds", "seeds": len(runs),
                  "seed_list": " ".join(str(r["seed"]) for r in runs),
@@ -153,7 +153,7 @@ def summarize(results: dict[str, list[dict]], ensembles: dict[str, dict | None] 
   return rows
 
 
-def _majority(results: dict) -> float | None:
+def majority(results: dict) -> float | None:
   """Accuracy of always answering the test split's larger class."""
   if results.get("majority_accuracy") is not None:
     return results["majority_accuracy"]

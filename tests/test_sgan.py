@@ -263,12 +263,17 @@ def test_generator_check_flags_collapsed_samples_and_not_varied_ones():
       sgan.sample_spread((varied + 1) / 2, (0.0, 1.0)), rel=1e-5)
 
 
+def _tiny_sgan():
+  """(generator, discriminator, g_tx, d_tx, initial state) of a tiny SGAN on 16x16 images."""
+  gen, disc = GeneratorTiny(image_shape=(16, 16, 1)), DiscriminatorTiny(dropout_rate=0.2)
+  g_tx, d_tx = sgan.create_optimizers(config_lib.sgan_defaults())
+  return gen, disc, g_tx, d_tx, sgan.create_state(gen, disc, g_tx, d_tx, jax.random.key(0),
+                                                  (16, 16, 1), 8)
+
+
 @pytest.mark.slow
 def test_gan_augment_chooses_which_images_of_the_real_fake_game_are_augmented():
-  config = config_lib.sgan_defaults()
-  gen, disc = GeneratorTiny(image_shape=(16, 16, 1)), DiscriminatorTiny(dropout_rate=0.2)
-  g_tx, d_tx = sgan.create_optimizers(config)
-  state = sgan.create_state(gen, disc, g_tx, d_tx, jax.random.key(0), (16, 16, 1), 8)
+  gen, disc, g_tx, d_tx, state = _tiny_sgan()
   images, labels = _learnable_batch(8)
   # Constant labelled images: every dihedral transform and edge-padded shift leaves them as they
   # are, so only the real/fake game can see the augmentation.
@@ -295,10 +300,7 @@ def test_gan_augment_chooses_which_images_of_the_real_fake_game_are_augmented():
 
 @pytest.mark.slow
 def test_the_sgan_learns_from_its_unlabelled_images_and_the_ablation_does_not():
-  config = config_lib.sgan_defaults()
-  gen, disc = GeneratorTiny(image_shape=(16, 16, 1)), DiscriminatorTiny(dropout_rate=0.2)
-  g_tx, d_tx = sgan.create_optimizers(config)
-  state = sgan.create_state(gen, disc, g_tx, d_tx, jax.random.key(0), (16, 16, 1), 8)
+  gen, disc, g_tx, d_tx, state = _tiny_sgan()
   images, labels = _learnable_batch(8)
   other, _ = _learnable_batch(8, seed=5)
   same = lambda a, b: all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))

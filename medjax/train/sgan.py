@@ -251,21 +251,26 @@ def labelled_batches(split: Split, batch_size: int, steps: int, *, seed: int, ep
 class SGANEpochs:
   """The SGAN's epoch source for the driver: one epoch is one pass over every training image
   (`split`, labelled or not) as the unlabelled stream, each step paired with a labelled batch
-  cycling through `labelled`."""
+  cycling through `labelled`. Without `unlabelled` (the ablation, `sgan.gan=False`) the steps
+  get the labelled batches only: the stream then sets the number of steps and nothing else."""
 
   def __init__(self, step_fn, split: Split, labelled: Split, batch_size: int, *,
-               seed: int, chunk: int, rng):
+               seed: int, chunk: int, rng, unlabelled: bool = True):
     self.step_fn, self.split, self.labelled = step_fn, split, labelled
     self.batch_size, self.seed, self.chunk, self.rng = batch_size, seed, chunk, rng
+    self.unlabelled = unlabelled
     self.steps_per_epoch = len(split) // batch_size
 
   def run(self, state, epoch: int, profiler: StepProfiler = NO_PROFILER):
-    stream = zip(batches(self.split, self.batch_size, seed=self.seed, epoch=epoch),
-                 labelled_batches(self.labelled, self.batch_size,
-                                  self.steps_per_epoch, seed=self.seed, epoch=epoch))
-    return run_chunks(self.step_fn, state,
-                      ({"image": images, "label": labels, "unlabelled": unlabelled["image"]}
-                       for unlabelled, (images, labels) in stream), self.rng, self.chunk,
+    steps = labelled_batches(self.labelled, self.batch_size, self.steps_per_epoch,
+                             seed=self.seed, epoch=epoch)
+    if self.unlabelled:
+      steps = ({"image": images, "label": labels, "unlabelled": unlabelled["image"]}
+               for unlabelled, (images, labels) in zip(
+                   batches(self.split, self.batch_size, seed=self.seed, epoch=epoch), steps))
+    else:
+      steps = ({"image": images, "label": labels} for images, labels in steps)
+    return run_chunks(self.step_fn, state, steps, self.rng, self.chunk,
                       first_step=first_step(epoch, self.steps_per_epoch), profiler=profiler)
 
 
@@ -339,7 +344,8 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
     state, start = driver.restore([member], state)
     task = driver.Task(
         source=SGANEpochs(train_fn, stream, dataset.train, config.batch_size,
-                          seed=config.seed, chunk=config.log_every, rng=train_rng),
+                          seed=config.seed, chunk=config.log_every, rng=train_rng,
+                          unlabelled=s.gan),
         eval_fn=eval_fn, images_per_step=config.batch_size,
         finite=("loss", "g_loss", "d_grad_norm", "g_grad_norm") if s.gan else
         ("loss", "d_grad_norm"),
