@@ -105,3 +105,34 @@ def test_a_diverged_run_never_saves_or_tests_non_finite_weights(tmp_path, stacke
     assert not (workdir / "results.json").exists()
     ckpts = workdir / "checkpoints"
     assert not ckpts.exists() or not [n for n in ckpts.iterdir() if n.name.isdigit()]
+
+
+def test_the_time_outside_the_steps_is_counted_where_it_is_spent(tmp_path, monkeypatch):
+  # Each checkpoint save is made 0.3 s slower: that time must show as the overhead of the
+  # epoch after the save (a window ends with its epoch's metrics line), and in the run's total
+  # with the last save; resuming keeps the totals of the epochs before.
+  import time
+  from medjax.train import driver
+  real_save = driver._save
+
+  def slow_save(*args, **kwargs):
+    real_save(*args, **kwargs)
+    time.sleep(0.3)
+
+  monkeypatch.setattr(driver, "_save", slow_save)
+  first = runner.run(_config(num_epochs=2), str(tmp_path))
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert lines[0]["overhead"]["checkpoint"] < 0.3 <= lines[1]["overhead"]["checkpoint"]
+  for line in lines:
+    assert line["overhead_seconds"] == pytest.approx(sum(line["overhead"].values()), abs=1e-3)
+    assert line["overhead_fraction"] == pytest.approx(
+        line["overhead_seconds"] / (line["overhead_seconds"] + line["step_seconds"]), rel=1e-3)
+    assert 0 < line["step_seconds"] <= line["epoch_seconds"]
+  total = first["epoch_time"]
+  assert total["epochs"] == 2 and total["overhead"]["checkpoint"] >= 0.6
+  assert total["step_seconds"] == pytest.approx(sum(l["step_seconds"] for l in lines), rel=1e-3)
+  assert total["overhead_seconds"] >= sum(l["overhead_seconds"] for l in lines) + 0.3
+  more = runner.run(_config(num_epochs=3), str(tmp_path))
+  assert more["epoch_time"]["epochs"] == 3
+  assert more["epoch_time"]["overhead"]["checkpoint"] >= 0.6
+  assert more["epoch_time"]["step_seconds"] > total["step_seconds"]

@@ -131,6 +131,7 @@ def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarr
   base_key = jax.random.key(config.seed)
 
   stack, summary = [], {"layers": [], "seconds": 0.0}
+  overhead = [0.0, 0.0]  # seconds outside / inside the CD epochs, over the layers trained now
   retrained = False  # layers above a retrained one are retrained too
   for i, n_hidden in enumerate(hidden):
     gaussian = c.gaussian_visible and i == 0
@@ -152,22 +153,34 @@ def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarr
                      visible_mean=None if gaussian else jnp.mean(data, axis=0))
       state = rbm_lib.init_train_state(rbm, c.pretrain_batch_size)
       lr = c.gaussian_learning_rate if gaussian else c.pretrain_learning_rate
+      pending = 0.0
       for epoch in range(1, epochs + 1):
         t_epoch = time.perf_counter()
         momentum = c.initial_momentum if epoch <= c.momentum_switch_epoch else c.momentum
-        state = epoch_fn(state, data, jax.random.fold_in(key, epoch),
-                         rbm_lib.hyperparams(lr, momentum, c.weight_decay))
+        state = jax.block_until_ready(epoch_fn(
+            state, data, jax.random.fold_in(key, epoch),
+            rbm_lib.hyperparams(lr, momentum, c.weight_decay)))
+        step_seconds = time.perf_counter() - t_epoch
         record = {k: float(v) for k, v in
                   monitor_fn(state.params, train_mon, heldout).items()}
         check_pretraining(record, baseline, name=name, epoch=epoch,
                           field=f"dbn.{'gaussian' if gaussian else 'pretrain'}_learning_rate")
-        record.update(layer=i, epoch=epoch, seconds=time.perf_counter() - t_epoch)
+        # the epoch's own wall time and the part outside its CD updates (the monitor, this
+        # line and the previous epoch's log line), as the driver reports for fine-tuning
+        now = time.perf_counter()
+        record.update(layer=i, epoch=epoch, seconds=now - t_epoch, step_seconds=step_seconds,
+                      overhead_seconds=now - t_epoch - step_seconds + pending)
         run.append_metrics(record, "pretrain/metrics.jsonl")
+        overhead[0] += record["overhead_seconds"]
+        overhead[1] += step_seconds
+        t_log = now
         gap = record.get("free_energy_gap")
-        log.info("pretrain %s: epoch %d/%d, recon error %.4f%s (%.1fs)", name, epoch, epochs,
-                 record["recon_error"],
+        log.info("pretrain %s: epoch %d/%d, recon error %.4f%s (%.1fs, outside the CD updates "
+                 "%.1f%%)", name, epoch, epochs, record["recon_error"],
                  f", held-out {record['heldout_recon_error']:.4f}, free-energy gap {gap:.2f}"
-                 if gap is not None else "", record["seconds"])
+                 if gap is not None else "", record["seconds"],
+                 100 * record["overhead_seconds"] / record["seconds"])
+        pending = time.perf_counter() - t_log  # counted in the next epoch's line
       rbm = state.params
       seconds = time.perf_counter() - t0
       save_npz_atomic(path, {"w": np.asarray(rbm.w), "b_visible": np.asarray(rbm.b_visible),
@@ -182,6 +195,8 @@ def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarr
       train_mon = propagate(rbm, train_mon)
       heldout = None if heldout is None else propagate(rbm, heldout)
   summary["seconds"] = round(summary["seconds"], 2)
+  if overhead[1]:
+    summary["overhead_fraction"] = round(overhead[0] / (overhead[0] + overhead[1]), 5)
   summary["epochs"] = epochs
   return stack, shift, scale, summary
 

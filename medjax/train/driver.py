@@ -11,7 +11,10 @@ driver does the rest:
     finish(task, members, state, dataset)                 # test the chosen checkpoint, write
                                                           # results.json, predictions, figures
 
-Throughput leaves out the first chunk of steps of every process (compilation). Only process 0
+Throughput leaves out the first chunk of steps of every process (compilation). The wall time
+outside the steps (checks, validation, metrics, checkpoints, end-of-epoch work, logging) is
+measured per epoch (`medjax.train.epoch_time`): in the epoch log line, each metrics.jsonl line
+and results.json's `epoch_time`. Only process 0
 writes files; checkpoints are always waited for, also when an epoch fails.
 """
 
@@ -34,6 +37,7 @@ from medjax.errors import UserError, WorkdirError
 from medjax.eval import metrics as metrics_lib
 from medjax.rundir import RunDir, disk_full
 from medjax.tensorboard import confusion_matrix_image
+from medjax.train import epoch_time
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.profile import NO_PROFILER, StepProfiler
 from medjax.train.ensemble import unstack
@@ -237,6 +241,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
   warm = False
   best = [m.meta.get("best_value") for m in members]
   since_best = [m.meta.get("epochs_since_best", 0) for m in members]
+  clock = epoch_time.EpochClock()
   try:
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
       progress.start_epoch()
@@ -244,8 +249,15 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
       history: list[dict] = []
       epoch_images, epoch_timed = 0, 0.0
       t_chunk = time.perf_counter()
-      for state, chunk in task.source.run(state, epoch, profiler):
+      chunks = iter(task.source.run(state, epoch, profiler))
+      while True:
+        t_next = time.perf_counter()
+        item = next(chunks, None)
         now = time.perf_counter()
+        clock.add("steps", now - t_next)
+        if item is None:
+          break
+        state, chunk = item
         if warm:  # the first chunk of a process includes compilation: not steady state
           epoch_timed += now - t_chunk
           epoch_images += len(chunk) * task.images_per_step
@@ -257,15 +269,20 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
             label: "/".join(f"{v:.4f}" for v in np.atleast_1d(
                 np.mean([np.asarray(h[key], np.float64) for h in history], axis=0)))
             for label, key in task.shown})
+        clock.add("checks", time.perf_counter() - now)
       t_train = time.perf_counter() - t0
 
       val_probs = None
-      if dataset.val is not None:
-        val_probs = np.asarray(predict(task.eval_fn, state, dataset.val,
-                                       config.eval_batch_size))
-        if not task.stacked:
-          val_probs = val_probs[None]
+      with clock.timed("validation"):
+        if dataset.val is not None:
+          val_probs = np.asarray(predict(task.eval_fn, state, dataset.val,
+                                         config.eval_batch_size))
+          if not task.stacked:
+            val_probs = val_probs[None]
+          val_results = [val_metrics(m.config, dataset.val.labels, val_probs[i], m.ckpts.metric)
+                         for i, m in enumerate(members)]
       step_values = np.atleast_1d(np.asarray(jax.device_get(state.step)))
+      spent = clock.close()  # this epoch's window ends with its metrics line
       records = []
       for i, m in enumerate(members):
         m.meta["train_seconds"] += t_train
@@ -282,34 +299,47 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
                                              else None)
         if task.stacked:
           record["stacked_seeds"] = n
+        record.update(spent)
+        m.meta["epoch_time"] = epoch_time.accumulate(m.meta.get("epoch_time"), spent)
         ckpt_metrics = None
         if val_probs is not None:
-          val_record, ckpt_metrics = val_metrics(m.config, dataset.val.labels, val_probs[i],
-                                                 m.ckpts.metric)
+          val_record, ckpt_metrics = val_results[i]
           record.update(val_record)
           value = ckpt_metrics[m.ckpts.metric]
           if best[i] is None or value > best[i]:
             best[i], since_best[i] = value, 0
           else:
             since_best[i] += 1
-        m.run.append_metrics(record)
-        if m.events is not None:
-          m.events.scalars(epoch, record)
-        meta = {k: m.meta[k] for k in ("train_seconds", "timed_images", "timed_seconds")}
+        with clock.timed("metrics"):
+          m.run.append_metrics(record)
+          if m.events is not None:
+            m.events.scalars(epoch, record)
+        meta = {k: m.meta[k] for k in ("train_seconds", "timed_images", "timed_seconds",
+                                       "epoch_time")}
         meta.update(epoch=epoch, best_value=best[i], epochs_since_best=since_best[i])
-        _save(m, epoch, unstack(state, i) if task.stacked else state, meta, ckpt_metrics)
+        with clock.timed("checkpoint"):
+          _save(m, epoch, unstack(state, i) if task.stacked else state, meta, ckpt_metrics)
         m.meta.update(meta)
         records.append(record)
-      if task.on_epoch_end is not None:
-        task.on_epoch_end(epoch, state)
-      progress.end_epoch()
-      _log_epoch(task, config, epoch, records, t_train, progress)
+      with clock.timed("epoch_end"):
+        if task.on_epoch_end is not None:
+          task.on_epoch_end(epoch, state)
+      with clock.timed("log"):
+        progress.end_epoch()
+        _log_epoch(task, config, epoch, records, t_train, progress)
       if patience and val_probs is not None and min(since_best) >= patience:
         log.info("early stopping after epoch %d: the validation %s has not improved for %d "
                  "epochs", epoch, config.checkpoint_metric, patience)
         for m in members:
           m.meta["stopped_early"] = epoch
         break
+    with clock.timed("checkpoint"):
+      for m in members:
+        _wait(m)
+    tail = {**clock.close(), "epochs": 0}  # the last epoch's save, end-of-epoch work and log
+    for m in members:
+      if m.meta.get("epoch_time"):
+        m.meta["epoch_time"] = epoch_time.accumulate(m.meta["epoch_time"], tail)
   finally:  # an error or Ctrl-C never abandons a checkpoint half-written
     progress.close()
     profiler.stop()  # a window reaching past the run's last step
@@ -353,8 +383,10 @@ def _log_epoch(task: Task, config, epoch: int, records: list[dict], t_train: flo
     parts.append(f"val acc {joined('val_accuracy')} auc {joined('val_auc')}")
   ips = records[0]["train_images_per_second"]
   eta = progress.eta(epoch + 1)  # from the start of the next epoch
-  log.info("epoch %d/%d: %s (%.1fs%s%s)", epoch, config.num_epochs, ", ".join(parts), t_train,
-           f", {ips * len(records):.0f} img/s" if ips else "",
+  outside = (f", {epoch_time.describe(records[0])}" if "overhead_seconds" in records[0]
+             else "")
+  log.info("epoch %d/%d: %s (%.1fs%s%s%s)", epoch, config.num_epochs, ", ".join(parts),
+           t_train, f", {ips * len(records):.0f} img/s" if ips else "", outside,
            f", run ETA {duration(eta)}" if eta is not None and epoch < config.num_epochs
            else "")
 
@@ -380,6 +412,8 @@ def finish_member(member: Member, state, dataset, eval_fn, *, extra=None) -> dic
         f"test, epoch {checkpoint['epoch']}"))
   if meta.get("stopped_early"):
     extra["stopped_early_at_epoch"] = meta["stopped_early"]
+  if meta.get("epoch_time"):  # where the epochs' wall time went (medjax.train.epoch_time)
+    extra["epoch_time"] = meta["epoch_time"]
   return write_results(config, member.run.path, dataset, probs,
                        train_seconds=meta["train_seconds"], images_per_second=ips,
                        checkpoint=checkpoint, extra=extra, val_probs=val_probs)
