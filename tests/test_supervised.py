@@ -83,3 +83,23 @@ def test_translation_moves_content_within_max_shift():
     out = np.asarray(augment_batch(image, jax.random.key(s), dihedral=False, max_shift=2))[0, ..., 0]
     (y,), (x,) = np.nonzero(out)
     assert abs(y - 4) <= 2 and abs(x - 4) <= 2 and out.sum() == 1.0
+
+
+@pytest.mark.parametrize("n", [1, 7, 80, 201, 518])
+def test_predict_cuts_a_split_into_equal_batches_with_little_padding(n):
+  from medjax.data.base import Split
+  from medjax.train.results import predict
+  rng = np.random.default_rng(n)
+  images = rng.random((n, 3, 3, 1)).astype(np.float32)
+  split = Split(images, np.zeros(n, np.int32), np.arange(n).astype(str))
+  shapes = []
+
+  def eval_fn(state, batch):  # P(positive) from each image's own pixels only
+    shapes.append(batch["image"].shape[0])
+    p = batch["image"].reshape(len(batch["image"]), -1).mean(axis=1)
+    return np.stack([1 - p, p], axis=1)
+
+  probs = predict(eval_fn, None, split, batch_size=200)
+  np.testing.assert_allclose(probs, images.reshape(n, -1).mean(axis=1), rtol=1e-6)
+  assert len(set(shapes)) == 1 and shapes[0] <= 200  # one compiled shape per split
+  assert len(shapes) * shapes[0] - n < len(shapes)     # less than one padded image per batch
