@@ -85,13 +85,19 @@ def test_translation_moves_content_within_max_shift():
     assert abs(y - 4) <= 2 and abs(x - 4) <= 2 and out.sum() == 1.0
 
 
-@pytest.mark.parametrize("n", [1, 7, 80, 201, 518])
-def test_predict_cuts_a_split_into_equal_batches_with_little_padding(n):
-  from medjax.data.base import Split
-  from medjax.train.results import predict
-  rng = np.random.default_rng(n)
-  images = rng.random((n, 3, 3, 1)).astype(np.float32)
-  split = Split(images, np.zeros(n, np.int32), np.arange(n).astype(str))
+@pytest.mark.parametrize("n_val,n_test", [(1, 5), (80, 200), (201, 7), (518, 1297), (0, 13)])
+def test_predictions_use_one_batch_shape_with_little_padding_in_validation(n_val, n_test):
+  from medjax.data.base import Dataset, Split
+  from medjax.train.results import eval_batch, predict
+  rng = np.random.default_rng(n_val)
+
+  def split(n):
+    images = rng.random((n, 3, 3, 1)).astype(np.float32)
+    return Split(images, np.zeros(n, np.int32), np.arange(n).astype(str))
+
+  val, test = split(n_val), split(n_test)
+  dataset = Dataset(name="t", train=test, val=val if n_val else None, test=test)
+  size = eval_batch(dataset, 200)
   shapes = []
 
   def eval_fn(state, batch):  # P(positive) from each image's own pixels only
@@ -99,7 +105,10 @@ def test_predict_cuts_a_split_into_equal_batches_with_little_padding(n):
     p = batch["image"].reshape(len(batch["image"]), -1).mean(axis=1)
     return np.stack([1 - p, p], axis=1)
 
-  probs = predict(eval_fn, None, split, batch_size=200)
-  np.testing.assert_allclose(probs, images.reshape(n, -1).mean(axis=1), rtol=1e-6)
-  assert len(set(shapes)) == 1 and shapes[0] <= 200  # one compiled shape per split
-  assert len(shapes) * shapes[0] - n < len(shapes)     # less than one padded image per batch
+  for s in ((val, test) if n_val else (test,)):
+    np.testing.assert_allclose(predict(eval_fn, None, s, size),
+                               s.images.reshape(len(s), -1).mean(axis=1), rtol=1e-6)
+  assert set(shapes) == {size} and size <= 200  # one compiled shape for both splits
+  every_epoch = val if n_val else test
+  batches = -(-len(every_epoch) // size)
+  assert batches * size - len(every_epoch) < batches  # < one padded image per batch

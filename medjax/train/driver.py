@@ -41,7 +41,8 @@ from medjax.train import epoch_time
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.profile import NO_PROFILER, StepProfiler
 from medjax.train.ensemble import unstack
-from medjax.train.results import predict, restore_for_test, val_metrics, write_results
+from medjax.train.results import (eval_batch, predict, restore_for_test, val_metrics,
+                                  write_results)
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
   check_batch_size(config.batch_size, len(dataset.train))
   patience = config.get("early_stopping_patience") if hasattr(config, "get") else None
   progress = Progress(config.num_epochs, start_epoch, steps)
+  eval_size = eval_batch(dataset, config.eval_batch_size)
   profiler = StepProfiler(tuple(config.get("profile_steps") or ()) or None,
                           members[0].run.file("profile")) if members[0].run.writer else NO_PROFILER
   warm = False
@@ -275,8 +277,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
       val_probs = None
       with clock.timed("validation"):
         if dataset.val is not None:
-          val_probs = np.asarray(predict(task.eval_fn, state, dataset.val,
-                                         config.eval_batch_size))
+          val_probs = np.asarray(predict(task.eval_fn, state, dataset.val, eval_size))
           if not task.stacked:
             val_probs = val_probs[None]
           val_results = [val_metrics(m.config, dataset.val.labels, val_probs[i], m.ckpts.metric)
@@ -395,13 +396,14 @@ def finish_member(member: Member, state, dataset, eval_fn, *, extra=None) -> dic
   """Tests the chosen checkpoint of one member and writes its results (closes checkpoints)."""
   config = member.config
   state, checkpoint = restore_for_test(config, dataset, member.ckpts, state)
-  probs = predict(eval_fn, state, dataset.test, config.eval_batch_size)
+  eval_size = eval_batch(dataset, config.eval_batch_size)
+  probs = predict(eval_fn, state, dataset.test, eval_size)
   if not np.isfinite(probs).all():  # a NaN checkpoint written before weights were checked
     raise NonFiniteLossError(
         f"the tested checkpoint {member.ckpts.path(checkpoint['epoch'])} gives non-finite "
         "test probabilities (a diverged model); pass --overwrite to train again with a lower "
         "learning rate")
-  val_probs = (predict(eval_fn, state, dataset.val, config.eval_batch_size)
+  val_probs = (predict(eval_fn, state, dataset.val, eval_size)
                if dataset.val is not None else None)
   meta = member.meta
   ips = meta["timed_images"] / meta["timed_seconds"] if meta["timed_seconds"] else None

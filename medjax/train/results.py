@@ -42,12 +42,8 @@ def val_metrics(config, labels: np.ndarray, probs: np.ndarray, metric_name: str)
 
 def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
   """P(positive) for every example ([..., n]: eval_fn may return [..., batch, K], e.g. one row
-  per stacked model). The split is cut into equal batches of at most `batch_size` (the last
-  padded by fewer than one image per batch), so eval compiles once per split size and never
-  spends most of a batch on padding (80 validation images in one batch of 80, not of 200)."""
+  per stacked model); the last batch is padded so eval compiles once (see `eval_batch`)."""
   probs = []
-  if len(split):
-    batch_size = -(-len(split) // -(-len(split) // batch_size))
   for start in range(0, len(split), batch_size):
     images = split.images[start:start + batch_size]
     n = len(images)
@@ -56,6 +52,16 @@ def predict(eval_fn, state, split: Split, batch_size: int) -> np.ndarray:
                                                 images.dtype)])
     probs.append(np.asarray(eval_fn(state, {"image": images}))[..., :n, 1])
   return np.concatenate(probs, axis=-1)
+
+
+def eval_batch(dataset: Dataset, limit: int) -> int:
+  """The one batch size of a run's validation and test predictions: the validation split (run
+  every epoch) cut into equal batches of at most `limit`, so it is padded by less than one image
+  a batch (80 hip validation images make one batch of 80, not one of 200 with 120 padded); the
+  test split, predicted once, reuses that shape and compiles nothing new."""
+  split = dataset.val if dataset.val is not None and len(dataset.val) else dataset.test
+  n = len(split)
+  return -(-n // -(-n // limit)) if n else limit
 
 
 def restore_for_test(config, dataset: Dataset, ckpts: Checkpoints, state):
