@@ -131,7 +131,6 @@ def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarr
   base_key = jax.random.key(config.seed)
 
   stack, summary = [], {"layers": [], "seconds": 0.0}
-  overhead = [0.0, 0.0]  # seconds outside / inside the CD epochs, over the layers trained now
   retrained = False  # layers above a retrained one are retrained too
   for i, n_hidden in enumerate(hidden):
     gaussian = c.gaussian_visible and i == 0
@@ -171,8 +170,6 @@ def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarr
         record.update(layer=i, epoch=epoch, seconds=now - t_epoch, step_seconds=step_seconds,
                       overhead_seconds=now - t_epoch - step_seconds + pending)
         run.append_metrics(record, "pretrain/metrics.jsonl")
-        overhead[0] += record["overhead_seconds"]
-        overhead[1] += step_seconds
         t_log = now
         gap = record.get("free_energy_gap")
         log.info("pretrain %s: epoch %d/%d, recon error %.4f%s (%.1fs, outside the CD updates "
@@ -195,8 +192,6 @@ def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarr
       train_mon = propagate(rbm, train_mon)
       heldout = None if heldout is None else propagate(rbm, heldout)
   summary["seconds"] = round(summary["seconds"], 2)
-  if overhead[1]:
-    summary["overhead_fraction"] = round(overhead[0] / (overhead[0] + overhead[1]), 5)
   summary["epochs"] = epochs
   return stack, shift, scale, summary
 
