@@ -3,6 +3,8 @@
     python -m experiments.paper_table2 --smoke                    # whole grid in minutes (CPU)
     python -m experiments.paper_table2 --seeds=0,1,2 --luna_dir=/data/luna16_patches
         --hip_dir=/data/hip_xray --cells='luna_*,hip128_crop_*' --cell_epochs=luna_resnet=20
+    python -m experiments.paper_table2 --seeds=0 --luna_dir=/data/luna16_patches \
+        --cells='luna_resnet@100'            # the same cell at 100 epochs, as a row of its own
 
 Each cell runs its experiment (experiments/<cell>.py) into <workdir>/<cell>/seed<k>; seeds with
 a results.json are not re-run, and with several seeds their ensemble (mean probability) goes
@@ -14,6 +16,11 @@ Real data where a --*_dir flag points to it, the embedded synthetic data otherwi
 sensitivity, specificity, ECE, the majority baseline, epochs, training time, the paper's
 accuracy; one row per seed ensemble; synthetic and smoke runs marked) and confusion_matrices.png
 (all cells, first seed, like the paper's Fig. 6).
+
+`<cell>@<epochs>` (in --cells; the cell part may be a glob) trains that cell for that many epochs
+as a run of its own: workdir <workdir>/<cell>@<epochs>/seed<k>, its own rows in the tables
+(named so, beside the cell's other rows; the grid of the paper's layout and the figure show the
+plain cells), so that one table can show, e.g., ResNet-50 at 20 epochs and at the paper's 100.
 """
 
 from __future__ import annotations
@@ -41,16 +48,38 @@ CELLS = [f"{d}_{m}" for d in DATASETS for m in MODELS if (d, m) in PAPER]
 log = logging.getLogger("medjax")
 
 
+def split_name(name: str) -> tuple[str, int | None]:
+  """(cell, epochs) of a grid entry: `luna_resnet` -> ("luna_resnet", None), `luna_resnet@100`
+  -> ("luna_resnet", 100)."""
+  cell, at, epochs = name.partition("@")
+  return cell, (int(epochs) if at else None)
+
+
 def select_cells(patterns: str | None) -> list[str]:
-  """The cells matching any of the comma-separated glob `patterns` (all when unset); a pattern
-  that matches no cell is a ConfigError naming it (a typo would drop its cells silently)."""
+  """The cells matching any of the comma-separated glob `patterns` (all when unset), in the
+  paper's order; `<pattern>@<epochs>` selects the matching cells at that many epochs as entries
+  of their own (`luna_resnet@100`, after the plain cells). A pattern that matches no cell, or
+  an @ that is not a positive whole number of epochs, is a ConfigError naming it (a typo would
+  drop its cells silently)."""
   if not patterns:
     return list(CELLS)
   patterns = [p.strip() for p in patterns.split(",") if p.strip()]
+  plain, extra = [], []
   for p in patterns:
-    if not any(fnmatch.fnmatch(c, p) for c in CELLS):
-      raise ConfigError(f"--cells pattern {p!r} matches no cell (it matches none of {CELLS})")
-  return [c for c in CELLS if any(fnmatch.fnmatch(c, p) for p in patterns)]
+    pattern, at, epochs = p.partition("@")
+    if at and not (epochs.isdigit() and int(epochs) >= 1):
+      raise ConfigError(f"--cells entry {p!r}: expected <cell pattern>@<epochs>, epochs a whole "
+                        "number >= 1 (e.g. luna_resnet@100)")
+    if not any(fnmatch.fnmatch(c, pattern) for c in CELLS):
+      raise ConfigError(f"--cells pattern {pattern!r} matches no cell (it matches none of "
+                        f"{CELLS})")
+    (extra if at else plain).append((pattern, f"@{int(epochs)}" if at else ""))
+  names = [c for c in CELLS if any(fnmatch.fnmatch(c, p) for p, _ in plain)]
+  for c in CELLS:
+    for p, suffix in extra:
+      if fnmatch.fnmatch(c, p) and c + suffix not in names:
+        names.append(c + suffix)
+  return names
 
 
 def cell_config(cell: str, *, smoke: bool, data_dirs: dict, epochs: int | None,
@@ -73,12 +102,20 @@ def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dir
              train: bool = True) -> list[dict]:
   """Each seed's results.json content, training the seeds that have none (CNN and ResNet seeds
   together in one vmapped step when `stack`; None: on GPU/TPU, not on CPU). `train=False` only
-  collects the seeds that are finished."""
+  collects the seeds that are finished. `cell` may be `<cell>@<epochs>` (select_cells), which
+  sets the epochs. A finished seed of other epochs than those asked for (`epochs` or the @) is
+  a ConfigError naming it: one row never mixes step budgets."""
+  base, at_epochs = split_name(cell)
+  epochs = at_epochs or epochs
   paths = {s: seed_workdir(os.path.join(workdir, cell), s) for s in seeds}
   done = {}
   for s in seeds:
     path = os.path.join(paths[s], "results.json")
     results = read_results(path)  # a damaged or diverged run is an error, never a result
+    if results is not None and epochs and results.get("epochs") != epochs:
+      raise ConfigError(f"{path} is a finished run of {results.get('epochs')} epochs, not the "
+                        f"{epochs} asked for {cell}: ask for its epochs (--cell_epochs), or "
+                        f"train the other budget as its own row ({base}@{epochs})")
     if results is not None:
       log.info("%s seed %d: done already (%s)", cell, s, path)
       done[s] = results
@@ -87,7 +124,7 @@ def run_cell(cell: str, seeds: list[int], workdir: str, *, smoke: bool, data_dir
     log.info("%s seed(s) %s: not finished, left out (--collect)", cell, todo)
     return [done[s] for s in seeds if s in done]
   if todo:
-    config = cell_config(cell, smoke=smoke, data_dirs=data_dirs, epochs=epochs,
+    config = cell_config(base, smoke=smoke, data_dirs=data_dirs, epochs=epochs,
                          data_seed=data_seed)
     log.info("%s seed(s) %s: training into %s", cell, todo, ", ".join(paths[s] for s in todo))
     for s, r in zip(todo, runner.run_seeds(config, todo, [paths[s] for s in todo],
@@ -121,7 +158,7 @@ def summarize(results: dict[str, list[dict]], ensembles: dict[str, dict | None] 
   """One row per cell (mean and std over seeds), and one per seed ensemble."""
   rows = []
   for cell, runs in results.items():
-    dataset, model = cell.rsplit("_", 1)
+    dataset, model = split_name(cell)[0].rsplit("_", 1)
     t = [r["test"] for r in runs]
 
     def stat(key, values=t):
@@ -199,7 +236,8 @@ def write_tables(rows: list[dict], workdir: str) -> None:
            "| dataset | data | " + " | ".join(MODELS) + " |",
            "|---|---|" + "---|" * len(MODELS)]
   for dataset in DATASETS:
-    cells = {r["model"]: r for r in rows if r["dataset"] == dataset and r["kind"] == "seeds"}
+    cells = {r["model"]: r for r in rows if r["dataset"] == dataset and r["kind"] == "seeds"
+             and split_name(r["cell"])[1] is None}
     if not cells:
       continue
     kind = ", ".join(sorted({r["data"] for r in cells.values()}))
@@ -269,7 +307,8 @@ def define_flags(fv) -> None:
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/table2, or "
                       "runs/table2-smoke with --smoke).", flag_values=fv)
   flags.DEFINE_string("cells", None, "Comma-separated glob patterns of cells, e.g. 'luna_*' "
-                      "(default: all 18).", flag_values=fv)
+                      "(default: all 18); <pattern>@<epochs> (e.g. luna_resnet@100) runs those "
+                      "cells at that many epochs as rows of their own.", flag_values=fv)
   flags.DEFINE_list("seeds", ["0"], "Seeds of every cell (an ensemble row is added for 2+).",
                     flag_values=fv)
   flags.DEFINE_bool("smoke", False, "Tiny models, little data: the whole grid in minutes (CPU).",
@@ -294,6 +333,8 @@ def _cell_epochs(items, cells) -> dict[str, int]:
   out = {}
   for item in items:
     cell, _, value = item.partition("=")
+    if split_name(cell)[1] is not None:
+      raise ConfigError(f"--cell_epochs: {cell} has its epochs in its name already")
     if cell not in CELLS or not value.strip().isdigit() or int(value) < 1:
       raise ConfigError(f"--cell_epochs: expected <cell>=<epochs> with a cell of {CELLS}, "
                         f"got {item!r}")
