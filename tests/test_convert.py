@@ -3,8 +3,12 @@
 Keras (TensorFlow backend) builds `keras.applications.ResNet50(weights=None)` at 32x32 with
 random weights and BatchNorm statistics; the test saves them in both of Keras's layouts, loads
 them and compares every block's output, the logits and one BatchNorm update in float32.
-torchvision's test needs torch and is skipped without it.
+torchvision's test (every stage's output, the logits and the BatchNorm statistics in eval mode)
+needs torch and torchvision and is skipped without them.
 """
+
+import functools
+import sys
 
 import numpy as np
 import pytest
@@ -184,10 +188,49 @@ def test_a_keras_file_that_is_not_a_resnet50_names_the_layer(keras, tmp_path):
     convert.read_keras_h5(str(not_h5))
 
 
-@pytest.mark.slow  # TensorFlow + Keras build a ResNet-50
-def test_torchvision_weights_give_torchvision_outputs(tmp_path):
+def _torchvision():
+  """torchvision, or a skip without torch or torchvision.
+
+  PyPI's torchvision wheels are CUDA builds: beside a CPU-only torch their C++ ops do not load,
+  and `import torchvision` then stops at registering a fake kernel for the missing
+  `torchvision::nms` op (pytorch/vision#9085). ResNet-50 is plain torch.nn and uses none of
+  those ops, so the import is retried with the registrations of torchvision's own ops skipped
+  (everything else registers as usual)."""
   torch = pytest.importorskip("torch")
-  torchvision = pytest.importorskip("torchvision")
+  try:
+    import torchvision
+    return torch, torchvision
+  except ImportError:
+    pytest.skip("torchvision is not installed")
+  except RuntimeError as e:
+    if "torchvision::" not in str(e):
+      raise
+  for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+    del sys.modules[name]  # the half-imported package
+  register_fake = torch.library.register_fake
+
+  def skip_torchvision_ops(op, *args, **kwargs):
+    if isinstance(op, str) and op.startswith("torchvision::"):
+      return lambda fn=None, **_: fn if fn is not None else (lambda f: f)
+    return register_fake(op, *args, **kwargs)
+
+  torch.library.register_fake = skip_torchvision_ops
+  try:
+    import torchvision
+  finally:
+    torch.library.register_fake = register_fake
+  return torch, torchvision
+
+
+TORCH_STAGES = {"layer1": "Bottleneck_2", "layer2": "Bottleneck_6", "layer3": "Bottleneck_12",
+                "layer4": "Bottleneck_15"}  # torchvision's stages -> their last medjax block
+
+
+@pytest.mark.slow  # torch builds a ResNet-50
+def test_torchvision_weights_give_torchvision_outputs(tmp_path):
+  import jax
+  import jax.numpy as jnp
+  torch, torchvision = _torchvision()
   torch.manual_seed(0)
   reference = torchvision.models.resnet50(weights=None, num_classes=2)
   for module in reference.modules():
@@ -201,12 +244,45 @@ def test_torchvision_weights_give_torchvision_outputs(tmp_path):
   path = str(tmp_path / "resnet50.pth")
   torch.save(reference.state_dict(), path)
   variables = convert.torchvision_resnet_variables(convert.read_torch_state_dict(path), path)
+  # The BatchNorm statistics are torchvision's, and eval mode does not move them.
+  stats = variables["batch_stats"]
+  for module, layer in ((reference.bn1, ("stem_norm",)),
+                        (reference.layer2[1].bn2, ("Bottleneck_4", "BatchNorm_1")),
+                        (reference.layer3[0].downsample[1], ("Bottleneck_7", "proj_norm"))):
+    leaf = functools.reduce(lambda tree, key: tree[key], layer, stats)
+    np.testing.assert_array_equal(leaf["mean"], module.running_mean.numpy(), err_msg=layer)
+    np.testing.assert_array_equal(leaf["var"], module.running_var.numpy(), err_msg=layer)
   x = _images(4, seed=2)
+  want = {}
+  hooks = [getattr(reference, name).register_forward_hook(
+      lambda _, __, out, name=name: want.__setitem__(name, out.numpy().transpose(0, 2, 3, 1)))
+           for name in TORCH_STAGES]
   with torch.no_grad():
-    want = reference(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-  got = np.asarray(ResNet50(num_classes=2).apply(variables, x, train=False))
-  assert got.shape == (4, 2)
-  np.testing.assert_allclose(got, want, atol=TOL, rtol=TOL)
+    want["logits"] = reference(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
+  for hook in hooks:
+    hook.remove()
+  model = ResNet50(num_classes=2)
+  logits, state = model.apply(variables, x, train=False, capture_intermediates=True,
+                              mutable=["batch_stats", "intermediates"])
+  got = {name: np.asarray(state["intermediates"][block]["__call__"][0])
+         for name, block in TORCH_STAGES.items()}
+  got["logits"] = np.asarray(logits)
+  assert got["logits"].shape == (4, 2)
+  for name in want:  # every stage, then the logits
+    np.testing.assert_allclose(got[name], want[name], atol=TOL, rtol=TOL, err_msg=name)
+  assert jax.tree.all(jax.tree.map(np.array_equal, state["batch_stats"], stats))
+  # What init_from does with it for medjax's one-channel images: the RGB kernels summed, a grey
+  # image gives torchvision's logits of the same image as three equal channels.
+  grey_model = ResNet50(num_classes=2)
+  target = grey_model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 1)), train=False)
+  grey, summary = fit_variables(Pretrained(variables, source=path, kind="torchvision"), target)
+  assert summary["adapted_channels"] == ["stem_conv: 3 -> 1 input channels"]
+  assert summary["new_head"] is None
+  x1 = x[..., :1]
+  with torch.no_grad():
+    want_grey = reference(torch.from_numpy(np.repeat(x1, 3, -1).transpose(0, 3, 1, 2))).numpy()
+  np.testing.assert_allclose(np.asarray(grey_model.apply(grey, x1, train=False)), want_grey,
+                             atol=TOL, rtol=TOL)
 
 
 def test_reading_a_pth_without_torch_names_the_extra(tmp_path, monkeypatch):
