@@ -67,6 +67,7 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.lr_decay_factor = LR_DECAY_FACTOR
   c.early_stopping_patience = config_dict.placeholder(int)
   c.checkpoint_metric = "accuracy"
+  c.checkpoint_interval_seconds = 60.0
   c.eval_checkpoint = "best"
   c.temperature_scaling = True
   c.log_every = 50
@@ -187,6 +188,11 @@ HELP = {
         "same)"),
     "batch_size": "training batch (the paper: 20)",
     "checkpoint_metric": 'validation metric that picks the best checkpoint: or "auc"',
+    "checkpoint_interval_seconds": (
+        "an epoch that is not the best so far and not the last is saved only when this many "
+        "seconds have passed since the last save (a crash loses at most that much training); "
+        "0: every epoch. Short epochs (the CNN: seconds on a CPU, less on a GPU) then do not "
+        "spend their time writing checkpoints"),
     "dataset": "luna, hip128_crop, hip128_full, hip256_crop or hip256_full",
     "device_resident": (
         "Training split on device, chunks of steps as one jitted scan. None: the platform's "
@@ -355,6 +361,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"data.bit_depth must be in 1..16 or None, got {c.data.bit_depth}")
   _check(c.model_size in ("full", "tiny"), f"model_size must be 'full' or 'tiny', got {c.model_size!r}")
   _check(c.dtype in ("float32", "bfloat16"), f"dtype must be 'float32' or 'bfloat16', got {c.dtype!r}")
+  _check(c.checkpoint_interval_seconds >= 0,
+         f"checkpoint_interval_seconds must be >= 0, got {c.checkpoint_interval_seconds}")
   _check(c.checkpoint_metric in ("accuracy", "auc"),
          f"checkpoint_metric must be 'accuracy' or 'auc', got {c.checkpoint_metric!r}")
   _check(c.eval_checkpoint in ("best", "last"),

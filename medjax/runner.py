@@ -30,6 +30,7 @@ from medjax.analysis.seed_ensemble import write_seed_ensemble
 from medjax.errors import ConfigError
 from medjax.data import load_dataset
 from medjax.data.base import check_batch_size, with_labelled_subset
+from medjax.train import compile_time
 from medjax.train.registry import model_spec
 from medjax.train.results import results_table
 from medjax.train.seeds import config_for_seed, train_seeds
@@ -85,6 +86,7 @@ def run(config, workdir: str | None = None, *, overwrite: bool = False) -> dict:
   """Resolves `config`, loads its data, trains, evaluates; returns results.json's content."""
   config = config_lib.resolve(config)
   workdir = workdir or default_workdir(config)
+  compile_time.begin_run()  # results.json's compile_time counts from here
   init = pretrained.load(config)  # config.init_from; refused before the workdir exists
   with rundir.locked(workdir):  # a second process on this workdir stops here, in seconds
     # The labelled subset depends on the run's seed: seed k labels the same examples for every
@@ -117,6 +119,7 @@ def run_seeds(config, seeds, workdirs, *, overwrite: bool = False,
       or config.data.num_labelled is not None):  # each seed labels its own subset
     return [run(config_for_seed(config, s), w, overwrite=overwrite)
             for s, w in zip(seeds, workdirs)]
+  compile_time.begin_run()
   with rundir.locked(*workdirs):
     dataset = load_data(config)
     check_run(config, dataset)

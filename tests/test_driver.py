@@ -136,3 +136,45 @@ def test_the_time_outside_the_steps_is_counted_where_it_is_spent(tmp_path, monke
   assert more["epoch_time"]["epochs"] == 3
   assert more["epoch_time"]["overhead"]["checkpoint"] >= 0.6
   assert more["epoch_time"]["step_seconds"] > total["step_seconds"]
+
+
+def test_short_epochs_save_only_the_best_the_last_and_every_interval(tmp_path, monkeypatch):
+  # A learning rate this small never improves on epoch 1's validation accuracy, so only epoch
+  # 1 (the best) and the last are saved within a long interval; interval 0 saves every epoch.
+  # A run killed in between resumes from the last save and trains the lost epochs again.
+  from medjax.train import driver
+  real_save, saved = driver._save, []
+
+  def recording_save(member, epoch, *args, **kwargs):
+    saved.append(epoch)
+    real_save(member, epoch, *args, **kwargs)
+
+  monkeypatch.setattr(driver, "_save", recording_save)
+  runner.run(_config(num_epochs=4, learning_rate=1e-12, checkpoint_interval_seconds=0.0),
+             str(tmp_path / "every"))
+  assert saved == [1, 2, 3, 4]
+  saved.clear()
+  runner.run(_config(num_epochs=4, learning_rate=1e-12, checkpoint_interval_seconds=1e9),
+             str(tmp_path / "interval"))
+  assert saved == [1, 4]
+
+  saved.clear()
+  real_log = driver._log_epoch
+
+  def killed_after_epoch_3(task, config, epoch, *args, **kwargs):
+    real_log(task, config, epoch, *args, **kwargs)
+    if epoch == 3:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(driver, "_log_epoch", killed_after_epoch_3)
+  killed = tmp_path / "killed"
+  with pytest.raises(KeyboardInterrupt):
+    runner.run(_config(num_epochs=4, learning_rate=1e-12, checkpoint_interval_seconds=1e9),
+               str(killed))
+  assert saved == [1] and _epochs(killed) == [1, 2, 3]
+  monkeypatch.setattr(driver, "_log_epoch", real_log)
+  saved.clear()
+  results = runner.run(_config(num_epochs=4, learning_rate=1e-12,
+                               checkpoint_interval_seconds=1e9), str(killed))
+  assert saved == [4] and _epochs(killed) == [1, 2, 3, 4]  # epochs 2-3 trained again
+  assert results["epochs"] == 4

@@ -37,7 +37,7 @@ from medjax.errors import UserError, WorkdirError
 from medjax.eval import metrics as metrics_lib
 from medjax.rundir import RunDir, disk_full
 from medjax.tensorboard import confusion_matrix_image
-from medjax.train import epoch_time
+from medjax.train import compile_time, epoch_time
 from medjax.train.checkpoint import Checkpoints
 from medjax.train.profile import NO_PROFILER, StepProfiler
 from medjax.train.ensemble import unstack
@@ -244,6 +244,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
   best = [m.meta.get("best_value") for m in members]
   since_best = [m.meta.get("epochs_since_best", 0) for m in members]
   clock = epoch_time.EpochClock()
+  last_save = time.perf_counter()
   try:
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
       progress.start_epoch()
@@ -253,10 +254,10 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
       t_chunk = time.perf_counter()
       chunks = iter(task.source.run(state, epoch, profiler))
       while True:
-        t_next = time.perf_counter()
+        t_next, compiled = time.perf_counter(), compile_time.total()
         item = next(chunks, None)
         now = time.perf_counter()
-        clock.add("steps", now - t_next)
+        clock.add("steps", now - t_next, compile_time.total() - compiled)
         if item is None:
           break
         state, chunk = item
@@ -284,7 +285,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
                          for i, m in enumerate(members)]
       step_values = np.atleast_1d(np.asarray(jax.device_get(state.step)))
       spent = clock.close()  # this epoch's window ends with its metrics line
-      records = []
+      records, saves = [], []
       for i, m in enumerate(members):
         m.meta["train_seconds"] += t_train
         m.meta["timed_images"] += epoch_images
@@ -318,17 +319,25 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
         meta = {k: m.meta[k] for k in ("train_seconds", "timed_images", "timed_seconds",
                                        "epoch_time")}
         meta.update(epoch=epoch, best_value=best[i], epochs_since_best=since_best[i])
-        with clock.timed("checkpoint"):
-          _save(m, epoch, unstack(state, i) if task.stacked else state, meta, ckpt_metrics)
         m.meta.update(meta)
         records.append(record)
+        saves.append((m, meta, ckpt_metrics))
+      # One decision for all members (stacked seeds must resume from the same epoch): a new
+      # best of any member, the last epoch, or checkpoint_interval_seconds since the last save.
+      stopping = bool(patience and val_probs is not None and min(since_best) >= patience)
+      if (epoch == config.num_epochs or stopping or 0 in since_best
+          or time.perf_counter() - last_save >= config.get("checkpoint_interval_seconds", 0)):
+        with clock.timed("checkpoint"):
+          for i, (m, meta, ckpt_metrics) in enumerate(saves):
+            _save(m, epoch, unstack(state, i) if task.stacked else state, meta, ckpt_metrics)
+        last_save = time.perf_counter()
       with clock.timed("epoch_end"):
         if task.on_epoch_end is not None:
           task.on_epoch_end(epoch, state)
       with clock.timed("log"):
         progress.end_epoch()
         _log_epoch(task, config, epoch, records, t_train, progress)
-      if patience and val_probs is not None and min(since_best) >= patience:
+      if stopping:
         log.info("early stopping after epoch %d: the validation %s has not improved for %d "
                  "epochs", epoch, config.checkpoint_metric, patience)
         for m in members:
@@ -416,6 +425,10 @@ def finish_member(member: Member, state, dataset, eval_fn, *, extra=None) -> dic
     extra["stopped_early_at_epoch"] = meta["stopped_early"]
   if meta.get("epoch_time"):  # where the epochs' wall time went (medjax.train.epoch_time)
     extra["epoch_time"] = meta["epoch_time"]
+  compiled = compile_time.summary()
+  if compiled is not None:  # this run's compilation (a resumed run: since it resumed)
+    extra["compile_time"] = compiled
+    log.info("%s", compile_time.describe(compiled))
   return write_results(config, member.run.path, dataset, probs,
                        train_seconds=meta["train_seconds"], images_per_second=ips,
                        checkpoint=checkpoint, extra=extra, val_probs=val_probs)

@@ -10,6 +10,9 @@ of `fit` is counted once, and the last epoch's tail is added to the run's total 
 feeding their batches (host gathers and copies of `HostEpochs`/`TFDataEpochs`) and waiting for
 their metrics. Everything else is overhead, by part:
 
+    compile      tracing and compiling jitted functions (or loading them from the persistent
+                 cache) while the epoch ran: a process's first steps and first validation
+                 (`medjax.train.compile_time`), taken out of the part it happened in
     checks       NaN/Inf checks of metrics and weights, progress bar, between chunks
     validation   the validation pass and its metrics
     metrics      metrics.jsonl and TensorBoard writes
@@ -25,26 +28,33 @@ import contextlib
 import time
 from typing import Any, Iterator
 
-PARTS = ("checks", "validation", "metrics", "checkpoint", "epoch_end", "log")
+from medjax.train import compile_time
+
+PARTS = ("compile", "checks", "validation", "metrics", "checkpoint", "epoch_end", "log")
 
 
 class EpochClock:
   """Accumulates seconds by part for the open window; `close()` returns and resets them."""
 
   def __init__(self):
+    compile_time.listen()
     self._seconds = dict.fromkeys(("steps", *PARTS), 0.0)
     self._opened = time.perf_counter()
 
-  def add(self, part: str, seconds: float) -> None:
-    self._seconds[part] += seconds
+  def add(self, part: str, seconds: float, compiled: float = 0.0) -> None:
+    """Books `seconds` to `part`, of which `compiled` (compilation inside it) to "compile"."""
+    compiled = min(max(compiled, 0.0), seconds)
+    self._seconds[part] += seconds - compiled
+    self._seconds["compile"] += compiled
 
   @contextlib.contextmanager
   def timed(self, part: str) -> Iterator[None]:
-    start = time.perf_counter()
+    """Times the block as `part`, its compilation as "compile"."""
+    start, compiled = time.perf_counter(), compile_time.total()
     try:
       yield
     finally:
-      self.add(part, time.perf_counter() - start)
+      self.add(part, time.perf_counter() - start, compile_time.total() - compiled)
 
   def close(self) -> dict[str, Any]:
     """The window since the last close: {"step_seconds", "overhead_seconds",
