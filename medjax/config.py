@@ -14,7 +14,10 @@ DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 MODELS = ("cnn", "resnet", "dbn", "sgan")
 PAPER_EPOCHS = 100
 RESNET_VARIANTS = ("torchvision", "keras")  # medjax.models.resnet.VARIANTS
-INIT_FROM_MODELS = ("cnn", "resnet")  # the models whose trainer takes config.init_from
+INIT_FROM_MODELS = MODELS  # the models whose trainer takes config.init_from (every one)
+# The models trained by the supervised optimizer (medjax.train.optim), whose fine-tuning fields
+# (freeze_backbone, backbone_learning_rate) apply; the SGAN has optimizers of its own.
+FINE_TUNE_MODELS = ("cnn", "resnet", "dbn")
 MAX_SEED = 2 ** 63 - 1  # numpy and JAX take seeds up to int64
 # The step schedule's defaults (a field changed from them without lr_schedule="step" is an error).
 LR_DECAY_EPOCHS = 30
@@ -185,7 +188,7 @@ def sgan_defaults() -> ml_collections.ConfigDict:
 HELP = {
     "backbone_learning_rate": (
         "fine-tuning from init_from: every layer but the head at this learning rate (None: the "
-        "same)"),
+        "same); CNN, ResNet and DBN (its hidden layers)"),
     "batch_size": "training batch (the paper: 20)",
     "checkpoint_metric": 'validation metric that picks the best checkpoint: or "auc"',
     "checkpoint_interval_seconds": (
@@ -206,13 +209,14 @@ HELP = {
     "experiment": "<dataset>_<model>: names the run and its results",
     "freeze_backbone": (
         "fine-tuning from init_from: only the head trains (the backbone's weights and BatchNorm "
-        "statistics stay)"),
+        "statistics stay); CNN, ResNet and DBN (its softmax layer only)"),
     "init_from": (
         "Start from other weights (medjax.analysis.pretrained) instead of a random init: a "
-        "finished run's workdir (its tested checkpoint, the same model), a Keras ResNet-50 "
-        'weights file (.h5, into resnet_variant="keras") or a torchvision ResNet-50 state_dict '
-        '(.pth, "torchvision"; needs torch). A new head where the class count differs; RGB '
-        "kernels summed to 1 channel."),
+        "finished run's workdir (its tested checkpoint, the same model and size; any model: a "
+        "DBN skips pretraining, an SGAN takes its discriminator and generator), a Keras "
+        'ResNet-50 weights file (.h5, into resnet_variant="keras") or a torchvision ResNet-50 '
+        'state_dict (.pth, "torchvision"; needs torch). A new head where the class count '
+        "differs; RGB kernels summed to 1 channel."),
     "learning_rate": "Adam's learning rate (the paper: 1e-4)",
     "log_every": "steps between host syncs (progress bar, NaN check)",
     "profile_steps": ("(first, last): trace these training steps (counted from 1 over the run) "
@@ -438,10 +442,14 @@ def _check_init(c: ml_collections.ConfigDict) -> None:
     _check(c.resnet_variant in RESNET_VARIANTS,
            f"resnet_variant must be one of {RESNET_VARIANTS}, got {c.resnet_variant!r}")
   _check(not c.init_from or c.model in INIT_FROM_MODELS,
-         f"init_from is supported for {' and '.join(INIT_FROM_MODELS)} runs, not {c.model}")
+         f"init_from is supported for {', '.join(INIT_FROM_MODELS)} runs, not {c.model}")
   for name in ("backbone_learning_rate", "freeze_backbone"):
     _check(not c[name] or c.init_from,
            f"{name}={c[name]} fine-tunes pretrained weights: set init_from too")
+    _check(not c[name] or c.model in FINE_TUNE_MODELS,
+           f"{name}={c[name]} fine-tunes with the supervised optimizer of "
+           f"{', '.join(FINE_TUNE_MODELS)} runs; the {c.model} has optimizers of its own "
+           "(sgan.d_learning_rate, sgan.g_learning_rate): remove it")
   _check(c.backbone_learning_rate is None or c.backbone_learning_rate > 0,
          f"backbone_learning_rate must be > 0 (freeze_backbone=True freezes it), got "
          f"{c.backbone_learning_rate}")

@@ -122,11 +122,14 @@ def test_fine_tuning_fields_are_checked():
     config_lib.resolve(config)
   with pytest.raises(ConfigError, match="drop backbone_learning_rate"):
     config_lib.resolve(_fine_tune_config(freeze_backbone=True, backbone_learning_rate=1e-5))
-  with pytest.raises(ConfigError, match="init_from is supported for cnn and resnet runs, not "
-                                        "sgan"):
-    config = luna_sgan.get_config()
-    config.init_from = "runs/x"
-    config_lib.resolve(config)
+  for name, value in (("freeze_backbone", True), ("backbone_learning_rate", 1e-5)):
+    with pytest.raises(ConfigError, match=f"{name}={value} fine-tunes with the supervised "
+                                          "optimizer of cnn, resnet, dbn runs; the sgan has "
+                                          "optimizers of its own"):
+      config = luna_sgan.get_config()
+      config.init_from = "runs/x"
+      config[name] = value
+      config_lib.resolve(config)
   with pytest.raises(ConfigError, match="resnet_variant must be one of"):
     config_lib.resolve(_fine_tune_config(resnet_variant="timm"))
 

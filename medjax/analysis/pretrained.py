@@ -3,7 +3,10 @@
     pretrained = load(config)    # None when init_from is unset
 
 - a directory: a finished medjax run (its tested checkpoint, restored as `medjax.analysis.restore`
-  restores it) of the same model, e.g. a LUNA16 run to start a hip run from;
+  restores it) of the same model and architecture (model_size and the table's
+  `ModelSpec.architecture` fields: resnet_variant, the DBN's hidden sizes, the SGAN's features
+  and latent_dim), e.g. a LUNA16 run to start a hip run from; an SGAN run carries its
+  generator too;
 - `*.h5`: Keras's ResNet-50 weights, into `resnet_variant="keras"`: the files Keras applications
   download (`resnet50_weights_tf_dim_ordering_tf_kernels[_notop].h5`, the legacy HDF5 layout) or
   what Keras 3's `save_weights` writes (`*.weights.h5`);
@@ -15,9 +18,10 @@ from __future__ import annotations
 
 import os
 
-from medjax.analysis.restore import Restored, restore
+from medjax.analysis.restore import is_ensemble, restore
 from medjax.errors import ConfigError
 from medjax.models import convert
+from medjax.train.registry import model_spec
 from medjax.train.transfer import Pretrained
 
 TORCH_SUFFIXES = (".pth", ".pt")
@@ -62,14 +66,19 @@ def _check_resnet50(config, path: str, variant: str, what: str) -> None:
 
 
 def _from_run(config, workdir: str) -> Pretrained:
-  run = restore(workdir)
-  if not isinstance(run, Restored):
+  if is_ensemble(workdir):
     raise ConfigError(f"init_from={workdir} is a seed ensemble: name one of its members' "
                       "workdirs")
-  source = run.config
-  mismatch = [f"{name}={source.get(name)!r} (this run: {config.get(name)!r})"
-              for name in ("model", "model_size", "resnet_variant")
-              if source.get(name) != config.get(name)]
+  run = restore(workdir, keep_state=True)
+  source, spec = run.config, model_spec(run.config.model)
+  # (the source's value, this run's) of the fields that shape the weights
+  fields = {name: (source.get(name), config.get(name)) for name in ("model", "model_size")}
+  if source.model == config.model:
+    theirs, mine = spec.architecture(source), spec.architecture(config)
+    fields.update({name: (theirs[name], mine[name]) for name in mine if name in theirs})
+  mismatch = [f"{name}={value!r} (this run: {own!r})"
+              for name, (value, own) in fields.items() if value != own]
   if mismatch:
     raise ConfigError(f"init_from={workdir} is a run of another model: {', '.join(mismatch)}")
-  return Pretrained(run.variables, source=f"run {workdir} (epoch {run.epoch})", kind="run")
+  return Pretrained(run.variables, source=f"run {workdir} (epoch {run.epoch})", kind="run",
+                    generator=spec.generator(run.state) if spec.generator else None)

@@ -42,6 +42,8 @@ class Restored:
   variables   {"params": ..., "batch_stats": ...} for `model.apply`
   preprocess  images as the data feeds them -> the model's input (float32 [0, 1]; the SGAN's
               discriminator: [-1, 1])
+  state       the whole restored train state (the SGAN's generator, optimizer states) when
+              `restore(..., keep_state=True)` asked for it (config.init_from), else None
   """
   workdir: str
   config: ml_collections.ConfigDict
@@ -51,6 +53,7 @@ class Restored:
   preprocess: Callable
   epoch: int
   image_shape: tuple[int, int, int]
+  state: Any = None
 
   def logits(self, images) -> jax.Array:
     """Logits [N, K] of NHWC `images` (uint8 0..255 or float in [0, 1]), jitted."""
@@ -201,10 +204,13 @@ def restore_state(checkpoints: str, epoch: int, template):
   return restored["state"]
 
 
-def restore(workdir: str, *, epoch: int | None = None) -> Restored | RestoredEnsemble:
+def restore(workdir: str, *, epoch: int | None = None,
+            keep_state: bool = False) -> Restored | RestoredEnsemble:
   """Loads the classifier of a finished run, or the members of a seed ensemble's directory;
-  `epoch` defaults to the checkpoint results.json was tested with. Raises WorkdirError when the
-  workdir, its results or checkpoint is missing."""
+  `epoch` defaults to the checkpoint results.json was tested with; `keep_state` keeps the whole
+  train state in `Restored.state` (not only the classifier's variables; the optimizer states
+  make it several times their size). Raises WorkdirError when the workdir, its results or
+  checkpoint is missing."""
   if not os.path.isdir(workdir):
     raise WorkdirError(f"{workdir} is not a directory: expected the workdir of a finished run")
   if is_ensemble(workdir):
@@ -228,4 +234,5 @@ def restore(workdir: str, *, epoch: int | None = None) -> Restored | RestoredEns
            config.dtype, epoch, workdir)
   return Restored(workdir=workdir, config=config, results=results,
                   model=spec.classifier(config, shape), variables=spec.variables(state),
-                  preprocess=spec.preprocess, epoch=epoch, image_shape=shape)
+                  preprocess=spec.preprocess, epoch=epoch, image_shape=shape,
+                  state=state if keep_state else None)

@@ -6,6 +6,14 @@ in workdir/pretrain/, turns the stack into a `DBN` classifier (sigmoid layers + 
 and fine-tunes all of it with the shared supervised loop (Adam, batch 20, checkpoints,
 results.json). A re-run reuses the finished layers and resumes fine-tuning.
 
+With `init` (config.init_from: a finished DBN run's workdir) there is no pretraining: the
+source's tested checkpoint holds its pretrained-then-fine-tuned stack, input standardisation
+(`shift`, `scale`, from the source's training images) and softmax layer, and they replace the
+whole classifier, so a stack pretrained here would be overwritten before its first step. The run
+fine-tunes them with the shared loop (`freeze_backbone` trains the softmax layer only,
+`backbone_learning_rate` the hidden layers at their own rate), writes no pretrain/ directory,
+and results.json has `"pretrain": null` beside the `init_from` summary.
+
     workdir/pretrain/input.npz        per-pixel shift and scale of the first layer's input
     workdir/pretrain/layer_<i>.npz    RBM i (w, b_visible, b_hidden) and its training time
     workdir/pretrain/metrics.jsonl    one line per layer and epoch (reconstruction error, ...)
@@ -196,12 +204,18 @@ def pretrain(config, run: RunDir, dataset: Dataset) -> tuple[list[RBM], np.ndarr
   return stack, shift, scale, summary
 
 
-def train_and_evaluate(config, workdir: str, dataset: Dataset, *,
-                       overwrite: bool = False) -> dict[str, Any]:
-  """Pretrains (or reuses) the RBM stack, fine-tunes the DBN, writes results.json."""
+def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False,
+                       init=None) -> dict[str, Any]:
+  """Pretrains (or reuses) the RBM stack, fine-tunes the DBN, writes results.json. With `init`
+  (a `medjax.train.transfer.Pretrained` of a DBN run), fine-tunes its weights without
+  pretraining (module docstring)."""
   with RunDir.open(config, workdir, dataset, overwrite=overwrite) as run:
-    stack, shift, scale, summary = pretrain(config, run, dataset)
     model = create_classifier(config)
+    if init is not None:
+      log.info("pretrain: skipped, the DBN starts from %s", init.source)
+      return loop.train_supervised(config, run, dataset, model=model, init=init,
+                                   extra_results={"pretrain": None})
+    stack, shift, scale, summary = pretrain(config, run, dataset)
     init_rng, _ = seed_rngs(config.seed)
     params, _ = init_variables(model, init_rng, dataset.image_shape)
     params = dbn_params_from_stack(stack, params, shift=shift, scale=scale)

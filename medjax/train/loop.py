@@ -66,9 +66,7 @@ def train_supervised(config, run: RunDir, dataset: Dataset, *, model, initial_pa
     state = state.replace(params=initial_params, opt_state=tx.init(initial_params))
   if init is not None:
     state, summary = transfer.initialize(state, tx, init)
-    log.info("init_from: %s%s%s", summary["from"],
-             f"; new head ({summary['new_head']})" if summary["new_head"] else "",
-             "".join(f"; {a}" for a in summary["adapted_channels"]))
+    log.info("init_from: %s", transfer.describe(summary))
     extra_results = {**(extra_results or {}), "init_from": summary}
   log.info("model: %s (%s, %s), %s parameters", config.model, config.model_size,
            config.dtype, f"{count_params(state.params):,}")

@@ -33,14 +33,19 @@ class ModelSpec:
   """What medjax needs to know about one model.
 
   classifier      (config, image_shape) -> the linen classifier a run tests
-  train           (config, workdir, dataset, *, overwrite) -> results.json's content; the
-                  models of `config.INIT_FROM_MODELS` also take `init` (config.init_from)
+  train           (config, workdir, dataset, *, overwrite, init=None) -> results.json's
+                  content; `init`: a `medjax.train.transfer.Pretrained` (config.init_from)
   state_template  (config, image_shape, n_train) -> abstract train state (`jax.eval_shape`),
                   the target a checkpoint is restored into
   variables       train state -> the classifier's variables for `apply`
   preprocess      images as the data feeds them (uint8 or float in [0, 1]) -> classifier input
   stackable       seeds can train together in one vmapped step (`medjax.train.seeds`)
   learning_rates  config -> the learning rates as a log line shows them
+  architecture    config -> {dotted config field: value} of the fields besides model and
+                  model_size that shape the weights: a run started from another (init_from)
+                  must agree on them
+  generator       train state -> the generator's variables, for the models that have one
+                  (the SGAN: init_from carries it beside the classifier); None for the others
   """
   name: str
   classifier: Callable[[Any, tuple[int, int, int]], Any]
@@ -50,6 +55,8 @@ class ModelSpec:
   preprocess: Callable[[Any], jax.Array]
   stackable: bool
   learning_rates: Callable[[Any], str]
+  architecture: Callable[[Any], dict[str, Any]]
+  generator: Callable[[Any], dict[str, Any]] | None = None
 
 
 # --- the supervised models (CNN, ResNet-50, the fine-tuned DBN) --------------------------------
@@ -70,6 +77,20 @@ def train_supervised(config, workdir: str, dataset, *, overwrite: bool = False, 
 
 def dbn_classifier(config, image_shape=None):
   return dbn.create_classifier(config)
+
+
+def cnn_architecture(config) -> dict[str, Any]:
+  return {}
+
+
+def resnet_architecture(config) -> dict[str, Any]:
+  return {"resnet_variant": config.resnet_variant}
+
+
+def dbn_architecture(config) -> dict[str, Any]:
+  """The hidden sizes the DBN is built with (`dbn.tiny_hidden` for tiny models)."""
+  field = "dbn.tiny_hidden" if config.model_size == "tiny" else "dbn.hidden"
+  return {field: tuple(dbn.layer_sizes(config)[0])}
 
 
 def supervised_template(classifier):
@@ -111,18 +132,31 @@ def sgan_variables(state) -> dict[str, Any]:
   return {"params": state.d_params}
 
 
+def sgan_generator(state) -> dict[str, Any]:
+  return {"params": state.g_params}
+
+
+def sgan_architecture(config) -> dict[str, Any]:
+  """The channels G and D are built with (at most 8 in tiny models) and G's noise size."""
+  return {"sgan.features": sgan.model_features(config), "sgan.latent_dim": config.sgan.latent_dim}
+
+
 SUPERVISED = {"variables": supervised_variables, "preprocess": to_float,
               "learning_rates": supervised_learning_rates}
 TABLE = {
     "cnn": ModelSpec("cnn", supervised_classifier, train_supervised,
-                     supervised_template(supervised_classifier), stackable=True, **SUPERVISED),
+                     supervised_template(supervised_classifier), stackable=True,
+                     architecture=cnn_architecture, **SUPERVISED),
     "resnet": ModelSpec("resnet", supervised_classifier, train_supervised,
-                        supervised_template(supervised_classifier), stackable=True, **SUPERVISED),
+                        supervised_template(supervised_classifier), stackable=True,
+                        architecture=resnet_architecture, **SUPERVISED),
     "dbn": ModelSpec("dbn", dbn_classifier, dbn.train_and_evaluate,
-                     supervised_template(dbn_classifier), stackable=False, **SUPERVISED),
+                     supervised_template(dbn_classifier), stackable=False,
+                     architecture=dbn_architecture, **SUPERVISED),
     "sgan": ModelSpec("sgan", sgan_discriminator, sgan.train_and_evaluate, sgan_template,
                       variables=sgan_variables, preprocess=to_tanh_range, stackable=False,
-                      learning_rates=sgan_learning_rates),
+                      learning_rates=sgan_learning_rates, architecture=sgan_architecture,
+                      generator=sgan_generator),
 }
 
 

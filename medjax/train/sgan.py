@@ -21,6 +21,11 @@ G and the discriminator have separate optimizers and optimizer states.
 `train_and_evaluate` is the epoch loop: one epoch = one pass over the training images as the
 unlabelled stream; labelled batches cycle through the labelled ones (all of them, or the
 `data.num_labelled` subset, `Dataset.unlabelled` holding the rest).
+
+With `init` (config.init_from: a finished SGAN run's workdir) the discriminator and the generator
+both start from the source's tested checkpoint (`medjax.train.transfer.initialize_sgan`), with
+fresh Adam states; the game then goes on as in any run. The fine-tuning fields of the
+supervised optimizer (freeze_backbone, backbone_learning_rate) do not apply (`medjax.config`).
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from medjax.models.sgan import (Discriminator, DiscriminatorTiny, Generator, Gen
                                 real_fake_logit, real_probability, to_tanh_range)
 from medjax.eval import plots
 from medjax.rundir import RunDir
-from medjax.train import driver, loop
+from medjax.train import driver, loop, transfer
 from medjax.train.augment import augment_batch
 from medjax.train.epoch import first_step, run_chunks
 from medjax.train.profile import NO_PROFILER, StepProfiler
@@ -61,12 +66,17 @@ class SGANState:
   d_opt_state: Any
 
 
+def model_features(config) -> int:
+  """Channels of every G and D convolution: `sgan.features`, at most 8 in tiny models."""
+  return min(config.sgan.features, 8) if config.model_size == "tiny" else config.sgan.features
+
+
 def create_models(config, image_shape):
   """(generator, discriminator) for `config` (model_size, dtype, sgan block)."""
   s = config.sgan
   dtype = DTYPES[config.dtype] if isinstance(config.dtype, str) else config.dtype
   tiny = config.model_size == "tiny"
-  features = min(s.features, 8) if tiny else s.features
+  features = model_features(config)
   gen = (GeneratorTiny if tiny else Generator)(
       image_shape=tuple(image_shape), features=features, dtype=dtype)
   disc = (DiscriminatorTiny if tiny else Discriminator)(
@@ -274,9 +284,10 @@ class SGANEpochs:
                       first_step=first_step(epoch, self.steps_per_epoch), profiler=profiler)
 
 
-def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False
-                       ) -> dict[str, Any]:
-  """Trains the SGAN, evaluates C on the test split and writes results.json (see results.py)."""
+def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: bool = False,
+                       init=None) -> dict[str, Any]:
+  """Trains the SGAN, evaluates C on the test split and writes results.json (see results.py).
+  `init`: a `medjax.train.transfer.Pretrained` of an SGAN run to start D and G from."""
   with RunDir.open(config, workdir, dataset, overwrite=overwrite) as run:
     log.info("data: %s", dataset.summary())
     s = config.sgan
@@ -287,6 +298,10 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
     sample_rng = jax.random.fold_in(init_rng, 0x5A)
     state = create_state(generator, discriminator, g_tx, d_tx, init_rng, image_shape,
                          s.latent_dim)
+    init_summary = None
+    if init is not None:
+      state, init_summary = transfer.initialize_sgan(state, g_tx, d_tx, init)
+      log.info("init_from: %s", transfer.describe(init_summary))
     # Every training image feeds the real/fake game; the labelled ones also the classifier.
     stream = dataset.train if dataset.unlabelled is None else concatenate_splits(
         dataset.train, dataset.unlabelled)
@@ -364,6 +379,7 @@ def train_and_evaluate(config, workdir: str, dataset: Dataset, *, overwrite: boo
                  "gan_augment": s.gan_augment, "samples": "samples" if s.gan else None,
                  # G as training left it (also when a finished run is only re-tested)
                  "generator": generator_check(np.asarray(sample_fn(state, sample_z)), real)
-                 if s.gan else None})
+                 if s.gan else None,
+                 **({"init_from": init_summary} if init_summary is not None else {})})
     finally:
       member.events.close()
