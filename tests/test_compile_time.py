@@ -50,3 +50,22 @@ def test_an_epoch_books_compilation_apart_from_the_part_it_happened_in():
   clock.add("steps", 0.5, compiled=2.0)
   w = clock.close()
   assert w["step_seconds"] == 0 and w["overhead"]["compile"] == 0.5
+
+
+def test_the_train_state_is_built_by_one_jitted_function_with_the_eager_values():
+  import numpy as np
+  import optax
+  from medjax.models import create_model
+  from medjax.train.state import create_train_state, init_variables
+  model, tx, shape = create_model("resnet", size="tiny", num_classes=2), optax.adam(1e-3), (
+      37, 41, 1)  # a shape no other test compiles: init_state is compiled here
+  compile_time.begin_run()
+  state = create_train_state(model, tx, jax.random.key(7), shape)
+  assert "init_state" in dict(compile_time.summary()["slowest"])
+  params, batch_stats = init_variables(model, jax.random.key(7), shape)  # the eager reference
+  reference = {"params": params, "batch_stats": batch_stats, "opt_state": tx.init(params)}
+  built = {"params": state.params, "batch_stats": state.batch_stats,
+           "opt_state": state.opt_state}
+  assert jax.tree.structure(built) == jax.tree.structure(reference)
+  for a, b in zip(jax.tree.leaves(built), jax.tree.leaves(reference)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # bit for bit

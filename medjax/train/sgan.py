@@ -93,11 +93,15 @@ def create_optimizers(sgan_config):
 
 def create_state(generator, discriminator, g_tx, d_tx, rng, image_shape, latent_dim
                  ) -> SGANState:
-  g_rng, d_rng = jax.random.split(rng)
-  g_params = jax.jit(generator.init)(g_rng, jnp.zeros((1, latent_dim)))["params"]
-  d_params = jax.jit(discriminator.init)(d_rng, jnp.zeros((1, *image_shape)))["params"]
-  return SGANState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
-                   g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params))
+  """Both networks and optimizer states in one jitted function, compiled once and cached
+  (`medjax.train.state.create_train_state` says why)."""
+  def init_sgan_state(rng):
+    g_rng, d_rng = jax.random.split(rng)
+    g_params = generator.init(g_rng, jnp.zeros((1, latent_dim)))["params"]
+    d_params = discriminator.init(d_rng, jnp.zeros((1, *image_shape)))["params"]
+    return SGANState(step=jnp.zeros((), jnp.int32), g_params=g_params, d_params=d_params,
+                     g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params))
+  return jax.jit(init_sgan_state)(rng)
 
 
 def classification_loss(logits, labels):
