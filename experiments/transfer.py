@@ -112,6 +112,17 @@ def write_tables(rows: list[dict], workdir: str) -> None:
   write_text(os.path.join(workdir, "transfer.md"), "\n".join(lines) + "\n")
 
 
+def smoke_source(cell: str) -> str:
+  """The cell whose smoke run --smoke starts the init arm from: the LUNA16 cell of the model
+  for the CNN and ResNet-50 (any input size), the other crop/full variant of the same size for
+  the DBN and SGAN, whose weights fix their input size (a LUNA16 cell: itself)."""
+  dataset, model = cell.rsplit("_", 1)
+  if model in ("cnn", "resnet") or dataset == "luna":
+    return f"luna_{model}"
+  size, variant = dataset.split("_")
+  return f"{size}_{'full' if variant == 'crop' else 'crop'}_{model}"
+
+
 def define_flags(fv) -> None:
   flags.DEFINE_string("cell", "hip128_crop_resnet", f"The cell, one of {CELLS}.",
                       flag_values=fv)
@@ -125,8 +136,8 @@ def define_flags(fv) -> None:
   flags.DEFINE_bool("freeze_backbone", False, "The init arm trains its head only.",
                     flag_values=fv)
   flags.DEFINE_bool("smoke", False, "Tiny models, little data; without --init_from the init "
-                    "arm starts from a smoke run of the luna cell of the same model, trained "
-                    "first into <workdir>/source.", flag_values=fv)
+                    "arm starts from a smoke run of another cell of the same model "
+                    "(smoke_source), trained first into <workdir>/source.", flag_values=fv)
   flags.DEFINE_string("workdir", None, "Output directory (default: runs/transfer[-smoke]).",
                       flag_values=fv)
 
@@ -142,7 +153,7 @@ def main(argv=None) -> list[dict]:
   if not init_from:
     if not FLAGS.smoke:
       raise ConfigError("--init_from is required: a finished run's workdir or a weights file")
-    source_cell = "luna_" + FLAGS.cell.rsplit("_", 1)[1]
+    source_cell = smoke_source(FLAGS.cell)
     init_from = os.path.join(workdir, "source")
     if read_results(os.path.join(init_from, "results.json")) is None:
       log.info("smoke: training the source run %s into %s", source_cell, init_from)

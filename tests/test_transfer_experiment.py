@@ -38,3 +38,11 @@ def test_the_init_arm_needs_a_source_and_the_cell_must_exist(tmp_path):
     transfer.main([f"--workdir={tmp_path}"])
   with pytest.raises(ConfigError, match="--cell must be one of"):
     transfer.main(["--cell=hip64_crop_cnn", "--smoke", f"--workdir={tmp_path}"])
+
+
+def test_the_smoke_source_fits_the_models_input():
+  assert transfer.smoke_source("hip128_crop_resnet") == "luna_resnet"  # any input size
+  assert transfer.smoke_source("hip256_full_cnn") == "luna_cnn"
+  assert transfer.smoke_source("hip128_crop_dbn") == "hip128_full_dbn"  # weights fix the size
+  assert transfer.smoke_source("hip256_full_sgan") == "hip256_crop_sgan"
+  assert transfer.smoke_source("luna_sgan") == "luna_sgan"
