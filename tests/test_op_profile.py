@@ -43,4 +43,4 @@ def test_a_traced_step_is_summed_by_phase_and_category():
   assert {"forward", "backward", "update"} <= phases
   assert sum(r["share"] for r in case["rows"]) == pytest.approx(1.0)
   assert sum(r["gflop_per_step"] for r in case["rows"]) == pytest.approx(case["gflop_per_step"])
-  assert "| forward |" in op_profile.report(case, ceiling=100.0, threads=2)
+  assert "| forward |" in op_profile.report(case, ceiling=100.0)

@@ -229,7 +229,7 @@ def profile_case(model: str, image_size: int, *, batch_size: int = 20, steps: in
       rows.append({"phase": phase, "category": category, "ms_per_step": 1e3 * g["seconds"],
                    "share": g["seconds"] / total if total else None,
                    "gflop_per_step": g["flops"] / 1e9, "instructions": g["ops"],
-                   "gflops_per_thread": (g["flops"] / 1e9 / g["seconds"]
+                   "gflops": (g["flops"] / 1e9 / g["seconds"]
                                          if g["flops"] and g["seconds"] else None)})
   top.sort(key=lambda x: -x[0])
   return {"model": model, "image_size": image_size, "batch_size": batch_size, "dtype": dtype,
@@ -241,20 +241,19 @@ def profile_case(model: str, image_size: int, *, batch_size: int = 20, steps: in
                    "op_name": c["op_name"][-120:]} for s, n, c in top[:15]]}
 
 
-def report(case: dict, ceiling: float | None, threads: int) -> str:
-  per_thread = ceiling / threads if ceiling else None
+def report(case: dict, ceiling: float | None) -> str:
   lines = [f"## {case['model']} {case['image_size']}x{case['image_size']}, batch "
            f"{case['batch_size']}, {case['dtype']}: wall {case['wall_ms_per_step']:.0f} ms/step, "
-           f"thunk thread time {case['thread_ms_per_step']:.0f} ms/step, "
+           f"thunk time {case['thread_ms_per_step']:.0f} ms/step, "
            f"{case['gflop_per_step']:.1f} GFLOP/step (convolutions and matmuls)", "",
-           "| phase | category | ms/step (thread) | share | GFLOP/step | GFLOP/s per thread "
+           "| phase | category | ms/step (thunks) | share | GFLOP/step | GFLOP/s "
            "| of the matmul ceiling |", "|---|---|---|---|---|---|---|"]
   for r in case["rows"]:
-    rate = r["gflops_per_thread"]
+    rate = r.get("gflops", r.get("gflops_per_thread"))
     lines.append(
         f"| {r['phase']} | {r['category']} | {r['ms_per_step']:.0f} | {100 * r['share']:.1f}% | "
         f"{r['gflop_per_step']:.2f} | {f'{rate:.1f}' if rate else '—'} | "
-        f"{f'{100 * rate / per_thread:.0f}%' if rate and per_thread else '—'} |")
+        f"{f'{100 * rate / ceiling:.0f}%' if rate and ceiling else '—'} |")
   lines += ["", "Slowest instructions:", "", "| ms/step | instruction | phase | category | GFLOP "
             "| op_name (end) |", "|---|---|---|---|---|---|"]
   for t in case["top"][:10]:
@@ -280,15 +279,14 @@ def main(argv=None) -> list[dict]:
   ceiling = matmul_ceiling() if FLAGS.ceiling else None
   env = step_bench.environment()
   print(f"# {env.get('cpu_model') or env.get('cpu')}, {threads} threads; matmul ceiling "
-        + (f"{ceiling:.0f} GFLOP/s ({ceiling / threads:.0f} per thread)" if ceiling else "not "
-           "measured"))
+        + (f"{ceiling:.0f} GFLOP/s (2048^3 float32, all threads)" if ceiling else "not measured"))
   cases = []
   for model in FLAGS.models:
     for size in FLAGS.image_sizes:
       case = profile_case(model, int(size), batch_size=FLAGS.batch_size, steps=FLAGS.steps,
                           augment=FLAGS.augment)
       cases.append(case)
-      print(report(case, ceiling, threads), flush=True)
+      print(report(case, ceiling), flush=True)
   benchmarks.write_results(FLAGS.out, {**env, "matmul_ceiling_gflops": ceiling,
                                        "threads": threads}, define_flags, FLAGS, cases)
   return cases
