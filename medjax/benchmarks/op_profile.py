@@ -180,19 +180,9 @@ def matmul_ceiling(n: int = 2048, repeats: int = 5) -> float:
 def profile_case(model: str, image_size: int, *, batch_size: int = 20, steps: int = 3,
                  augment: bool = False, dtype: str = "float32") -> dict:
   """Compiles one case as `medjax.bench` does, traces `steps` steps and returns its rows."""
-  shape = (image_size, image_size, 1)
-  aug = {"dihedral": True, "max_shift": 2} if augment else None
-  if model == "sgan":
-    state, one_step, batch_of, rngs, streams = step_bench._sgan_case(
-        shape, dtype=dtype, model_size="full", augment=aug)
-  else:
-    state, one_step, batch_of, rngs, streams = step_bench._supervised_case(
-        model, shape, dtype=dtype, seeds=1, model_size="full", augment=aug)
-  rng = np.random.default_rng(0)
-  n_data = max(batch_size * 8, 512)
-  data = {"image": jnp.asarray(rng.integers(0, 256, (n_data, *shape), dtype=np.uint8)),
-          "label": jnp.asarray(rng.integers(0, 2, n_data).astype(np.int32))}
-  idx = jnp.asarray(rng.integers(0, n_data, (streams, batch_size)).astype(np.int32))
+  state, one_step, batch_of, rngs, _, data, idx = step_bench.build_case(
+      model, batch_size, (image_size, image_size, 1), dtype=dtype, augment=augment)
+  idx = jnp.asarray(idx[0])
 
   def train_step(s, d, i, r):
     return one_step(s, batch_of(d, i), r)

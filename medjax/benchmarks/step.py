@@ -113,12 +113,11 @@ def _sgan_case(shape, *, dtype, model_size, augment):
   return state, step, batch_of, jax.random.key(1), 2
 
 
-def bench_case(model_name: str, batch_size: int, image_size: int, *, dtype: str = "float32",
-               seeds: int = 1, mode: str = "step", steps: int = 10, windows: int = 5,
-               scan_steps: int = 50, channels: int = 1, model_size: str = "full",
-               augment: bool = True, profile_dir: str | None = None) -> dict:
-  """Compiles and times one model's train step; returns one result row."""
-  shape = (image_size, image_size, channels)
+def build_case(model_name: str, batch_size: int, shape: tuple[int, int, int], *,
+               dtype: str = "float32", seeds: int = 1, model_size: str = "full",
+               augment: bool = True, index_rows: int = 1):
+  """(state, one_step, batch_of, rngs, streams, data, idx): one model's train step on random
+  device-resident uint8 images, and `index_rows` rows of batch indices (one per step)."""
   aug = {"dihedral": True, "max_shift": 2} if augment else None
   if model_name == "sgan":
     if seeds != 1:
@@ -134,7 +133,19 @@ def bench_case(model_name: str, batch_size: int, image_size: int, *, dtype: str 
   rng = np.random.default_rng(0)
   data = {"image": jnp.asarray(rng.integers(0, 256, (n_data, *shape), dtype=np.uint8)),
           "label": jnp.asarray(rng.integers(0, 2, n_data).astype(np.int32))}
-  idx = rng.integers(0, n_data, (scan_steps, streams, batch_size)).astype(np.int32)
+  idx = rng.integers(0, n_data, (index_rows, streams, batch_size)).astype(np.int32)
+  return state, one_step, batch_of, rngs, streams, data, idx
+
+
+def bench_case(model_name: str, batch_size: int, image_size: int, *, dtype: str = "float32",
+               seeds: int = 1, mode: str = "step", steps: int = 10, windows: int = 5,
+               scan_steps: int = 50, channels: int = 1, model_size: str = "full",
+               augment: bool = True, profile_dir: str | None = None) -> dict:
+  """Compiles and times one model's train step; returns one result row."""
+  shape = (image_size, image_size, channels)
+  state, one_step, batch_of, rngs, streams, data, idx = build_case(
+      model_name, batch_size, shape, dtype=dtype, seeds=seeds, model_size=model_size,
+      augment=augment, index_rows=scan_steps)
 
   flops = count_flops(lambda s, b, r: one_step(s, b, r), state, batch_of(data, idx[0]), rngs)
   flops_per_image = flops / (batch_size * seeds)

@@ -37,7 +37,6 @@ SAVED_EVENT = "/jax/compilation_cache/compile_time_saved_sec"
 class _Totals:
   def __init__(self):
     self.lock = threading.Lock()
-    self.seconds = 0.0
     self.stages = dict.fromkeys(STAGES.values(), 0.0)
     self.by_function: dict[str, float] = {}
     self.compilations = 0  # XLA compiles or cache loads
@@ -56,7 +55,6 @@ class _Totals:
     if name.startswith("jit(") and name.endswith(")"):  # XLA's name of what was traced as name
       name = name[4:-1]
     with self.lock:
-      self.seconds += seconds
       self.stages[stage] += seconds
       self.by_function[name] = self.by_function.get(name, 0.0) + seconds
       if stage == "xla":
@@ -70,7 +68,7 @@ class _Totals:
 
   def snapshot(self) -> dict[str, Any]:
     with self.lock:
-      return {"seconds": self.seconds, "stages": dict(self.stages),
+      return {"stages": dict(self.stages),
               "by_function": dict(self.by_function), "compilations": self.compilations,
               "cache": dict(self.cache), "saved": self.saved}
 
@@ -99,7 +97,7 @@ def begin_run() -> None:
 def total() -> float:
   """Seconds spent tracing, lowering and compiling (or loading compiled code) since `listen()`;
   0.0 before it."""
-  return _TOTALS.seconds if _TOTALS is not None else 0.0
+  return sum(_TOTALS.stages.values()) if _TOTALS is not None else 0.0
 
 
 def summary(top: int = 5) -> dict[str, Any] | None:
@@ -110,16 +108,16 @@ def summary(top: int = 5) -> dict[str, Any] | None:
   if _TOTALS is None:
     return None
   now = _TOTALS.snapshot()
-  base = _BASELINE or {"seconds": 0.0, "stages": {}, "by_function": {}, "compilations": 0,
+  base = _BASELINE or {"stages": {}, "by_function": {}, "compilations": 0,
                        "cache": {}, "saved": 0.0}
   by_function = {name: s - base["by_function"].get(name, 0.0)
                  for name, s in now["by_function"].items()}
   by_function = {name: s for name, s in by_function.items() if s > 0}
   slowest = sorted(by_function.items(), key=lambda kv: -kv[1])[:top]
   cache = {k: v - base["cache"].get(k, 0) for k, v in now["cache"].items()}
-  return {"seconds": round(now["seconds"] - base["seconds"], 3),
-          "stages": {k: round(v - base["stages"].get(k, 0.0), 3)
-                     for k, v in now["stages"].items()},
+  stages = {k: v - base["stages"].get(k, 0.0) for k, v in now["stages"].items()}
+  return {"seconds": round(sum(stages.values()), 3),
+          "stages": {k: round(v, 3) for k, v in stages.items()},
           "compilations": now["compilations"] - base["compilations"],
           "persistent_cache": {**cache, "saved_seconds": round(now["saved"] - base["saved"], 3)},
           "slowest": [[name, round(s, 3)] for name, s in slowest]}
