@@ -260,6 +260,11 @@ def test_synthetic_boxes_frame_the_head_and_the_fracture():
       assert info["fracture"] is None
 
 
+# sha256 (16 hex digits) of synthetic_hip v3's image 0 (seed 0, positive) as 8 bits, from the
+# generator before v4 existed (main at b2ef021).
+V3_SEED0_SHA256 = "ab27ac9b2e80afc7"
+
+
 def _same_patient(seed):
   """The radiograph of one synthetic patient with and without the fracture, and its metadata."""
   fractured, info = synthetic_hip.render_hip(np.random.default_rng([seed]), True)
@@ -315,6 +320,50 @@ def test_synthetic_displaced_fractures_show_in_the_full_image_and_more_in_the_cr
               for x in (fractured, intact))
       changed[crop] = int((np.abs(a - b) > 8).sum())
     assert changed[False] >= 40 and changed[True] > 2 * changed[False], (kind, changed)
+
+
+def test_synthetic_displaced_fractures_carry_the_coarse_signs_at_128_px_full():
+  """v5, Garden III/IV: the leg shortened by >= 3 px and the neck foreshortened, at 128 px full;
+  Garden I/II change the full image far less than the crop (the crop's advantage)."""
+  kinds = _first_of_each_kind(("varus", "overriding", "undisplaced", "impacted"), range(80))
+  for kind, seed in kinds.items():
+    fractured, intact, info, _ = _same_patient(seed)
+    to_128_full = 128 / max(fractured.shape)
+    changed = {}
+    for crop in (True, False):
+      a, b = (hip_xray.preprocess(x, info["box"], crop=crop, size=128).astype(int)
+              for x in (fractured, intact))
+      changed[crop] = int((np.abs(a - b) > 8).sum())
+    if kind in ("varus", "overriding"):
+      assert info["fracture_rise"] * to_128_full >= 3.0, (kind, info["fracture_rise"])
+      assert info["fracture_rotation"] <= 0.75
+      assert changed[False] >= 150, (kind, changed)
+    else:
+      assert info["fracture_rise"] * to_128_full < 1.5 and info["fracture_rotation"] == 1.0
+      assert changed[True] > 3 * changed[False], (kind, changed)
+
+
+def test_synthetic_label_is_not_a_global_statistic():
+  """The same patient with and without the fracture: mean, spread and percentiles of the 128 px
+  full image move far less than they vary between patients (no brightness threshold)."""
+  def stats(image):
+    x = hip_xray.preprocess(image, None, crop=False, size=128).astype(float)
+    return np.array([x.mean(), x.std(), *np.percentile(x, [5, 50, 95])])
+
+  pairs = [_same_patient(300 + seed)[:2] for seed in range(6)]
+  fractured = np.array([stats(a) for a, _ in pairs])
+  intact = np.array([stats(b) for _, b in pairs])
+  between = np.concatenate([fractured, intact]).std(axis=0)
+  within = np.abs(fractured - intact).mean(axis=0)
+  assert (within < 0.1 * between + 0.5).all(), (within, between)
+
+
+def test_synthetic_version_3_renders_as_before():
+  """v3 is kept bit for bit (rounded to the 8-bit PNG it is saved as)."""
+  import hashlib
+  image, _ = synthetic_hip.render_hip(np.random.default_rng([0, 0, 3]), True, version=3)
+  png = np.round(image * 255).astype(np.uint8)
+  assert hashlib.sha256(png.tobytes()).hexdigest()[:16] == V3_SEED0_SHA256
 
 
 def test_synthetic_version_3_is_still_rendered_on_request():

@@ -10,24 +10,34 @@ pelvic brim, obturator rings, pubic symphysis, sacrum with foramina, lumbar vert
 (loops, bubbly faeces), then a film curve, window, quantum noise, and sometimes collimation edges
 and a lead side marker.
 
-Version 4 (the default). Positives carry a femoral neck fracture on one side: the femur cut by a
-jagged plane into two rigid fragments that moved the way displaced fractures do, so that the
-fracture shows in the full radiograph at 128 px and not only in a crop. Garden III (varus, 30% of
-positives): the head tips 12-25 deg into varus and a lucent gap of 0.35-0.5 head radii opens (10-18
-px, 2-3.5 px at 128 px full); Garden IV (overriding, 30%): the distal femur rides 0.4-0.8 head
-radii (2.4-5 px at 128 px full) up over the head fragment, a dense overlap, the leg shortened and
-adducted; Garden II (undisplaced, 20%): a 3-6 px gap; Garden I (impacted in valgus, 20%): a dense
-band where the fragments overlap. The subtle kinds are hard to see at 128 px full, which leaves
-room below 100% and lets cropping help. Both classes carry the same fracture-like distractors at
-the same rates (drawn from the random stream before the label matters): a bright physeal scar,
-lucent vascular channels and Ward's triangle inside the neck that stop at its cortex, the bright
-arc of the posterior acetabular wall across the head, and skin folds (a soft-tissue edge with a
-lucent crease) across a femoral neck or shaft. What separates the classes is a cortex that breaks
-and fragments that move, not brightness: the fragments move rather than vanish, so the crop keeps
-about the same bone.
-`render_hip(..., version=3)` renders version 3: a thin lucent line (1.5-2.8 px) with the head
-fragment displaced 6-14 px, which almost vanishes at 128 px full, and the physeal scar as the only
-distractor.
+Version 5 (the default). Positives carry a femoral neck fracture on one side: the femur cut by a
+jagged plane into two rigid fragments that moved the way real ones do. The kinds, and what
+separates them from the intact hip:
+  - displaced, about 2/3 of positives as in real neck fractures: Garden III (varus, 35%: the
+    head tips 12-25 deg, a lucent gap of 0.35-0.5 head radii) and IV (overriding, 30%). Both
+    carry the coarse clinical signs at a size that survives the ~4.8x shrink to 128 px full
+    (rh, the head radius, is 32 px here, 6.7 px there): the leg shortened (the distal femur and
+    greater trochanter 0.5-0.9 rh higher in III, 0.9-1.5 rh in IV: 20-33 mm, 6-10 px at 128 px
+    full), adducted 6-12 deg, and turned outwards (the neck foreshortened to 0.45-0.75 of its
+    length, the lesser trochanter seen in profile, larger and further medial);
+  - subtle: Garden II (undisplaced, 20%: a 3-6 px gap) and I (impacted in valgus, 15%: a
+    dense band where the fragments overlap), clear in the crop and barely there at 128 px full.
+So the crop helps as in the paper: at 1.4x it shows every kind, the full radiograph mostly the
+displaced ones. None of the signs is a threshold: intact legs lie turned outwards by up to 0.9 of
+a displaced fracture's rotation (the lesser trochanter's size and place overlap), neck angle,
+neck length, shaft tilt and width vary between patients (the two sides of one pelvis share them
+up to a quarter of that spread, so one-sided shortening stands out against the other hip, as a
+reader sees it), and both classes carry the same fracture-like distractors at the same rates
+(drawn from the random stream before the label matters): a bright physeal scar, lucent vascular
+channels and Ward's triangle inside the neck that stop at its cortex, the bright arc of the
+posterior acetabular wall across the head, and skin folds (a soft-tissue edge with a lucent
+crease) across a femoral neck or shaft. The fragments move rather than vanish, so global
+statistics (mean, std, percentiles of the image) do not separate the classes (AUC 0.46-0.57 on
+1,000 images). Version 5's design numbers are in `V5`.
+`render_hip(..., version=4)` renders version 4 (the same kinds, no shortening or rotation:
+learnt from crops, not from full radiographs) and `version=3` version 3 (bit-identical): a thin
+lucent line (1.5-2.8 px) with the head fragment displaced 6-14 px, which almost vanishes at
+128 px full, and the physeal scar as the only distractor.
 
 `labels.csv` columns: `path,label,x0,y0,x1,y1,side,fracture_x,fracture_y`. The box (pixels,
 x1/y1 exclusive) frames the hip joint and femoral head of the fractured side (a random side on
@@ -52,8 +62,9 @@ from medjax.data.base import build_folder_atomically, cache_dir
 
 log = logging.getLogger(__name__)
 
-VERSION = 4  # 4: Garden I-IV fractures, the displaced ones >= 2 px wide at 128 px full, and
-#              fracture-like distractors on both classes; 3: thin lines that vanish at 128 px full
+VERSION = 5  # 5: v4 + coarse signs of displaced fractures (shortening, external rotation);
+#            4: Garden I-IV fractures, the displaced ones >= 2 px wide at 128 px full, and
+#            fracture-like distractors on both classes; 3: thin lines that vanish at 128 px full
 N_IMAGES = 1000
 SHAPES = ((509, 611), (450, 594))  # (H, W): the paper's two sizes divided by 5
 MM_PER_PIXEL = 0.7
@@ -145,8 +156,14 @@ def _femur(X, Y, f):
   gt = 1.5 * f["rh"] * np.sqrt(np.maximum(1 - q * q, 0)) * (0.55 + 0.45 * _sigmoid((q - 0.8) * 12))
   dist, _ = _segment(X, Y, f["shaft_top"], f["shaft_end"])
   shaft = _shell(f["rs"], dist, 0.3 * f["rs"], 0.35)
-  q = _ellipse_q(X, Y, f["lt"], 0.45 * f["rh"], 0.6 * f["rh"])
-  lt = 0.8 * f["rh"] * np.sqrt(np.maximum(1 - q * q, 0))
+  if "lt_size" in f:  # v5: rotation of the leg shows the lesser trochanter more or less
+    k = f["lt_size"]
+    lt_c = (f["lt"][0] - f["sigma"] * f["lt_out"] * f["rh"], f["lt"][1])
+    q = _ellipse_q(X, Y, lt_c, 0.45 * k * f["rh"], 0.6 * k * f["rh"])
+    lt = 0.8 * np.sqrt(k) * f["rh"] * np.sqrt(np.maximum(1 - q * q, 0))
+  else:
+    q = _ellipse_q(X, Y, f["lt"], 0.45 * f["rh"], 0.6 * f["rh"])
+    lt = 0.8 * f["rh"] * np.sqrt(np.maximum(1 - q * q, 0))
   bone = np.maximum(np.maximum(head, neck), np.maximum(np.maximum(gt, shaft), lt))
   if f["scar"] > 0:  # physeal scar: a faint dense line across the head-neck junction
     s = (X - f["scar_point"][0]) * f["u"][0] + (Y - f["scar_point"][1]) * f["u"][1]
@@ -173,15 +190,20 @@ def _float32(params: dict) -> dict:
           for k, v in params.items()}
 
 
-def _femur_params(rng, sigma, hx, rh, height, version):
-  theta = np.deg2rad(rng.uniform(32, 45))  # neck axis below the horizontal (neck-shaft ~130 deg)
+def _femur_params(rng, sigma, hx, rh, height, version, patient=None):
+  """One femur; `patient` (v5): the patient's own shape, which both sides share up to
+  `V5["asymmetry"]` of the population's spread (a pelvis is nearly symmetric)."""
+  def own(name, drawn):
+    return drawn if patient is None else patient[name] + V5["asymmetry"] * (drawn - patient[name])
+
+  theta = np.deg2rad(own("theta", rng.uniform(32, 45)))  # neck below the horizontal (~130 deg)
   u = np.array([sigma * np.cos(theta), np.sin(theta)])
   head = np.array([sigma * hx, 0.0]) + rng.normal(0, 1.5, 2)
-  neck_len = rh * rng.uniform(2.2, 2.5)
+  neck_len = rh * own("neck", rng.uniform(2.2, 2.5))
   base = head + neck_len * u
-  tilt = np.deg2rad(rng.uniform(5, 11))
+  tilt = np.deg2rad(own("tilt", rng.uniform(5, 11)))
   v = np.array([-sigma * np.sin(tilt), np.cos(tilt)])  # shaft axis, slightly medial going down
-  rs = rh * rng.uniform(0.68, 0.78)
+  rs = rh * own("rs", rng.uniform(0.68, 0.78))
   f = {
       "sigma": sigma, "rh": rh, "head": head, "base": base, "u": u, "neck_len": neck_len,
       "gt": base + np.array([sigma * 0.45 * rh, -0.4 * rh]),
@@ -193,7 +215,30 @@ def _femur_params(rng, sigma, hx, rh, height, version):
   }
   if version >= 4:
     f.update(_femur_distractors(rng, f))
+  if version >= 5:
+    f.update(_rotation(rng.uniform(*V5["normal_rotation"])))
   return _float32(f)
+
+
+def _rotation(p):
+  """v5: the lesser trochanter of a leg turned outwards by `p` (0: neutral, 1: about 45 deg):
+  seen more in profile, larger and further medial."""
+  return {"lt_size": 1.0 + V5["lt_gain"] * p, "lt_out": V5["lt_shift"] * p}
+
+
+# v5 design: the coarse signs of displaced (Garden III/IV) fractures, sized to survive 128 px
+# full images (rh, the head radius, is 32 px, about 6.7 px at 128 px full).
+V5 = {
+    "kind_p": (0.35, 0.3, 0.2, 0.15),    # varus (III), overriding (IV), undisplaced (II), impacted (I)
+    "normal_rotation": (0.0, 0.9),       # external rotation of an intact leg (positioning)
+    "fracture_rotation": (0.6, 1.4),     # external rotation of the distal fragment, displaced
+    "lt_gain": 0.6, "lt_shift": 0.35,    # lesser trochanter: size and medial shift per rotation
+    "varus_rise": (0.5, 0.9),            # shortening (head radii) of Garden III
+    "override_rise": (0.9, 1.5),         # of Garden IV: 20-33 mm, 6-10 px at 128 px full
+    "adduction": (6.0, 12.0),            # deg, the distal fragment about the lesser trochanter
+    "foreshortening": (0.45, 0.75),      # projected/true neck length of the distal fragment
+    "asymmetry": 0.25,                   # left-right spread of an intact pelvis / the population's
+}
 
 
 def _femur_distractors(rng, f):
@@ -264,7 +309,7 @@ def _turn(X, Y, centre, angle):
   return centre[0] + dx * cs - dy * sn, centre[1] + dx * sn + dy * cs
 
 
-def _fracture_params_v4(rng, f):
+def _fracture_params_v4(rng, f, version=4):
   """v4: a fracture plane across the neck and how the fragments moved; drawn for every image.
 
   Two rigid fragments. They part by `gap` along the plane's normal (half each: the head into its
@@ -273,7 +318,8 @@ def _fracture_params_v4(rng, f):
   trochanter (adduction); the head turns about its centre (varus; valgus when impacted). The
   directions are those of displaced fractures, the same in every image; the kinds, Garden III
   (varus) and IV (overriding) for 60% and the subtler II (undisplaced) and I (impacted) for 40%,
-  show the fracture in the full radiograph or, for the subtle ones, mainly in the crop.
+  show the fracture in the full radiograph or, for the subtle ones, mainly in the crop. v5
+  (`V5`): 65% displaced, and those shortened, adducted and turned outwards (the coarse signs).
   """
   rh, u, sigma = f["rh"], f["u"], f["sigma"]
   t = rng.uniform(1.0, 1.7) * rh  # from the head centre: subcapital to basicervical
@@ -281,19 +327,34 @@ def _fracture_params_v4(rng, f):
   cs, sn = np.cos(phi), np.sin(phi)
   normal = np.array([cs * u[0] - sn * u[1], sn * u[0] + cs * u[1]])
   up = -np.sign(normal[0]) * np.array([-normal[1], normal[0]])  # along the plane, upwards
-  kind = FRACTURE_KINDS[int(rng.choice(len(FRACTURE_KINDS), p=(0.3, 0.3, 0.2, 0.2)))]
+  kind_p = (0.3, 0.3, 0.2, 0.2) if version < 5 else V5["kind_p"]
+  kind = FRACTURE_KINDS[int(rng.choice(len(FRACTURE_KINDS), p=kind_p))]
   a, b, c, d = rng.uniform(size=4)
   rise = 0.0
+  rotation = {}
+  if version >= 5:  # the same draws for every kind and label
+    e, g, k, m = rng.uniform(size=4)
+    if kind in ("varus", "overriding"):
+      lo, hi = V5["varus_rise" if kind == "varus" else "override_rise"]
+      rise = (lo + (hi - lo) * e) * rh
+      lo, hi = V5["fracture_rotation"]
+      rotation = _rotation(lo + (hi - lo) * g)
+      lo, hi = V5["adduction"]
+      adduction = lo + (hi - lo) * k
+      lo, hi = V5["foreshortening"]
+      rotation["neck_short"] = lo + (hi - lo) * m
   if kind == "varus":  # the head tips into varus, a wedge-shaped gap opens
     gap, slide, head_turn, turn = (0.35 + 0.15 * a) * rh, 0.2 * b * rh, 12 + 13 * c, 2 + 3 * d
   elif kind == "overriding":  # the distal femur rides up over the head fragment: shortened leg
     gap, slide, head_turn, turn = 0.0, 0.0, 8 * c, 3 + 5 * d
-    rise = (0.4 + 0.4 * b) * rh
+    rise = (0.4 + 0.4 * b) * rh if version < 5 else rise
   elif kind == "undisplaced":
     gap, slide, head_turn, turn = (0.1 + 0.1 * a) * rh, 0.12 * b * rh, 6 * c, d
   else:  # impacted in valgus: the fragments overlap into a dense band
     gap, slide, head_turn, turn = -(0.1 + 0.15 * a) * rh, 0.1 * b * rh, -(5 + 10 * c), -d
-  return _float32({
+  if rotation:  # v5, displaced: adducted
+    turn = adduction
+  return _float32({**rotation,
       "kind": FRACTURE_KINDS.index(kind), "point": f["head"] + t * u, "normal": normal,
       "gap": gap, "shift": 0.5 * gap * normal + slide * up - np.array([0.0, rise]),
       "head_shift": -0.5 * gap * normal,
@@ -319,7 +380,15 @@ def _fractured_femur_v4(X, Y, f, fr):
 
   Xh, Yh = _turn(X - fr["head_shift"][0], Y - fr["head_shift"][1], f["head"], -fr["head_turn"])
   Xd, Yd = _turn(X - fr["shift"][0], Y - fr["shift"][1], f["lt"], -fr["turn"])
-  return _femur(Xh, Yh, f) * head_side(Xh, Yh) + _femur(Xd, Yd, f) * (1 - head_side(Xd, Yd))
+  fd = f
+  if "lt_size" in fr:  # v5, displaced: the distal fragment turned outwards
+    fd = dict(f, lt_size=fr["lt_size"], lt_out=fr["lt_out"])
+    # The neck, seen more end-on, is foreshortened towards the trochanters: points on its head
+    # side of the base are read from further along it.
+    a = np.maximum((Xd - f["base"][0]) * -f["u"][0] + (Yd - f["base"][1]) * -f["u"][1], 0)
+    stretch = (1 / fr["neck_short"] - 1) * a
+    Xd, Yd = Xd - stretch * f["u"][0], Yd - stretch * f["u"][1]
+  return _femur(Xh, Yh, f) * head_side(Xh, Yh) + _femur(Xd, Yd, fd) * (1 - head_side(Xd, Yd))
 
 
 def _skin_folds(rng, frame, femora, rh) -> tuple[np.ndarray, int]:
@@ -386,8 +455,8 @@ def render_hip(rng: np.random.Generator, positive: bool, shape: tuple[int, int] 
   positive and as negative gives the same patient with and without the fracture. `version` 3
   renders the previous generator (thin fracture lines, no distractors but the physeal scar).
   """
-  if version not in (3, 4):
-    raise ValueError(f"synthetic hip version must be 3 or 4, got {version}")
+  if version not in (3, 4, 5):
+    raise ValueError(f"synthetic hip version must be 3, 4 or 5, got {version}")
   if shape is None:
     shape = SHAPES[rng.integers(len(SHAPES))]
   h, w = shape
@@ -418,12 +487,17 @@ def render_hip(rng: np.random.Generator, positive: bool, shape: tuple[int, int] 
 
   femora, fractures = {}, {}
   distractors = dict.fromkeys(("scar", "channel", "ward", "wall", "fold"), 0)  # v4, both labels
+  patient = None
+  if version >= 5:  # the femoral shape both sides share
+    patient = {"theta": rng.uniform(32, 45), "neck": rng.uniform(2.2, 2.5),
+               "tilt": rng.uniform(5, 11), "rs": rng.uniform(0.68, 0.78)}
   for sigma in (-1, 1):
-    f = _femur_params(rng, sigma, hx, rh, h, version)
+    f = _femur_params(rng, sigma, hx, rh, h, version, patient)
     femora[sigma] = f
     for name in ("scar", "channel", "ward"):
       distractors[name] += int(f.get(name, 0) > 0)
-    fractures[sigma] = (_fracture_params if version < 4 else _fracture_params_v4)(rng, f)
+    fractures[sigma] = (_fracture_params(rng, f) if version < 4 else
+                        _fracture_params_v4(rng, f, version))
     head = f["head"]
     wing_c = (sigma * (hx + 0.1 * rh), -3.0 * rh)
     wing_angle = sigma * np.deg2rad(float(rng.uniform(10, 25)))
@@ -480,7 +554,7 @@ def render_hip(rng: np.random.Generator, positive: bool, shape: tuple[int, int] 
     f = femora[sigma]
     hx_img, hy_img = frame.to_image(f["head"])
     ex_img, _ = frame.to_image(f["head"] + np.array([sigma * 1.6 * rh, float(h)]))
-    ys = slice(max(0, int(hy_img - 1.3 * rh)), h)
+    ys = slice(max(0, int(hy_img - (1.3 if version < 5 else 2.2) * rh)), h)
     xs = slice(max(0, int(min(hx_img, ex_img) - 3.2 * rh)),
                min(w, int(max(hx_img, ex_img) + 3.2 * rh)))
     if version >= 4 and positive and sigma == fracture_side:
@@ -556,6 +630,9 @@ def render_hip(rng: np.random.Generator, positive: bool, shape: tuple[int, int] 
     info["fracture_gap"] = float(fr["gap"]) if positive else None  # pixels, < 0: overlap
     shift = np.hypot(*(fr["shift"] - fr["head_shift"]))  # of the fragments, at their centres
     info["fracture_shift"] = float(shift) if positive else None
+    if version >= 5:  # pixels the distal femur moved up (the shortening), and its rotation
+      info["fracture_rise"] = float(-fr["shift"][1]) if positive else None
+      info["fracture_rotation"] = float(fr.get("neck_short", 1.0)) if positive else None
     info["distractors"] = distractors
   return np.clip(image, 0, 1).astype(np.float32), info
 
