@@ -33,7 +33,10 @@ channels and Ward's triangle inside the neck that stop at its cortex, the bright
 posterior acetabular wall across the head, and skin folds (a soft-tissue edge with a lucent
 crease) across a femoral neck or shaft. The fragments move rather than vanish, so global
 statistics (mean, std, percentiles of the image) do not separate the classes (AUC 0.46-0.57 on
-1,000 images). Version 5's design numbers are in `V5`.
+1,000 images). The pelvis lies on the film as a standard AP film places it (centred on the
+midline, little spread in height, size and roll): the hips stay within about 1-2 px at 128 px full,
+where the v3/v4 spread moved them as far as a displaced fracture shortens the leg. Version 5's
+design numbers are in `V5`.
 `render_hip(..., version=4)` renders version 4 (the same kinds, no shortening or rotation:
 learnt from crops, not from full radiographs) and `version=3` version 3 (bit-identical): a thin
 lucent line (1.5-2.8 px) with the head fragment displaced 6-14 px, which almost vanishes at
@@ -238,7 +241,16 @@ V5 = {
     "adduction": (6.0, 12.0),            # deg, the distal fragment about the lesser trochanter
     "foreshortening": (0.45, 0.75),      # projected/true neck length of the distal fragment
     "asymmetry": 0.25,                   # left-right spread of an intact pelvis / the population's
+    # Positioning, as a standard AP pelvis film is centred and collimated (v3/v4: 12, 0.53-0.6,
+    # 0.9-1.1, 2; with their spread the hips wander 3-7 px at 128 px full, as far as a displaced
+    # fracture shortens the leg, and a fully connected net (the DBN) stayed at chance):
+    "centre_x_sd": 4.0,                  # px (at 611 wide) left-right off the film's centre
+    "centre_y": (0.555, 0.575),          # head centres' height, a fraction of the film's height
+    "scale": (0.97, 1.03),               # the patient's size on the film relative to the reference
+    "roll_sd": 1.0,                      # deg
 }
+
+_V4_PLACE = {"centre_x_sd": 12.0, "centre_y": (0.53, 0.6), "scale": (0.9, 1.1), "roll_sd": 2.0}
 
 
 def _femur_distractors(rng, f):
@@ -460,11 +472,13 @@ def render_hip(rng: np.random.Generator, positive: bool, shape: tuple[int, int] 
   if shape is None:
     shape = SHAPES[rng.integers(len(SHAPES))]
   h, w = shape
-  scale = float(rng.uniform(0.9, 1.1)) * w / 611
+  place = V5 if version >= 5 else _V4_PLACE
+  scale = float(rng.uniform(*place["scale"])) * w / 611
   rh = 32.0 * scale                       # femoral head radius: ~22 mm
   hx = rh * float(rng.uniform(3.8, 4.3))  # half the distance between the head centres
-  centre = (w / 2 + float(rng.normal(0, 12)), h * float(rng.uniform(0.53, 0.6)))
-  frame = _Frame(shape, centre, np.deg2rad(float(rng.normal(0, 2.0))))
+  centre = (w / 2 + float(rng.normal(0, place["centre_x_sd"])),
+            h * float(rng.uniform(*place["centre_y"])))
+  frame = _Frame(shape, centre, np.deg2rad(float(rng.normal(0, place["roll_sd"]))))
   X, Y = frame.X, frame.Y
 
   # Soft tissue: torso above the perineum, two thighs below, air at the sides if slim.
