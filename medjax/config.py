@@ -84,6 +84,10 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.augment = ml_collections.ConfigDict()
   c.augment.dihedral = True
   c.augment.max_shift = 2
+  c.augment.hflip = False
+  if dataset.startswith("hip"):  # a radiograph is never seen turned by 90 deg; its mirror image
+    c.augment.dihedral = False   # is another patient's (rot90s kept the CNN and DBN from fitting
+    c.augment.hflip = True       # full synthetic radiographs at all: issue 22)
 
   c.data = ml_collections.ConfigDict()
   c.data.dir = config_dict.placeholder(str)
@@ -241,6 +245,7 @@ HELP = {
     "warmup_epochs": "linear warm-up from 0 (before any schedule)",
     "augment.dihedral": "random rot90 / flip per training image",
     "augment.max_shift": "random translation in pixels (edge padding)",
+    "augment.hflip": "with dihedral=False: a random left-right mirror only (radiographs)",
     "data.allow_duplicates": (
         "Duplicates (the same file, or the same bytes under another name) within or across splits"
         " are an error; True only logs them, for someone who really means to keep them"),

@@ -260,17 +260,117 @@ def test_synthetic_boxes_frame_the_head_and_the_fracture():
       assert info["fracture"] is None
 
 
-def test_synthetic_fracture_is_small_in_the_full_image_but_kept_by_the_crop():
-  """Same patient rendered with and without the fracture: the crop keeps far more of it."""
-  for i in range(2):
-    fractured, info = synthetic_hip.render_hip(np.random.default_rng([2, i]), True)
-    intact, _ = synthetic_hip.render_hip(np.random.default_rng([2, i]), False)
+# sha256 (16 hex digits) of synthetic_hip v3's image 0 (seed 0, positive) as 8 bits, from the
+# generator before v4 existed (main at b2ef021).
+V3_SEED0_SHA256 = "ab27ac9b2e80afc7"
+
+
+def _same_patient(seed):
+  """The radiograph of one synthetic patient with and without the fracture, and its metadata."""
+  fractured, info = synthetic_hip.render_hip(np.random.default_rng([seed]), True)
+  intact, intact_info = synthetic_hip.render_hip(np.random.default_rng([seed]), False)
+  return fractured, intact, info, intact_info
+
+
+def _first_of_each_kind(kinds, seeds=range(60)):
+  """{kind: seed} of the first positive of each fracture kind asked for."""
+  found = {}
+  for seed in seeds:
+    _, info = synthetic_hip.render_hip(np.random.default_rng([seed]), True)
+    found.setdefault(info["fracture_kind"], seed)
+    if set(kinds) <= set(found):
+      return {k: found[k] for k in kinds}
+  raise AssertionError(f"no positive of each kind {kinds} in {seeds}")
+
+
+def test_synthetic_same_patient_with_and_without_the_fracture():
+  """One random stream, either label: the same radiograph except around the fractured femur."""
+  for seed in range(3):
+    fractured, intact, info, intact_info = _same_patient(seed)
+    assert fractured.shape == intact.shape
+    assert info["distractors"] == intact_info["distractors"]
+    assert intact_info["fracture"] is None and intact_info["fracture_kind"] is None
+    differs = np.abs(fractured - intact) > 0
+    ys, xs = np.nonzero(differs)
+    (hx, hy), r = info["head"], info["head_radius"]
+    assert len(xs) and np.abs(xs - hx).max() <= 5 * r and ys.min() >= hy - 2 * r
+
+
+def test_synthetic_distractors_come_at_the_same_rates_for_both_labels():
+  """The fracture-like distractors are drawn before the label matters: equal on both classes."""
+  seen = dict.fromkeys(("scar", "channel", "ward", "wall", "fold"), 0)
+  for seed in range(8):
+    _, _, info, intact_info = _same_patient(100 + seed)
+    assert info["distractors"] == intact_info["distractors"]
+    for name, count in info["distractors"].items():
+      seen[name] += count
+  assert all(seen.values()), seen  # every kind occurs
+
+
+def test_synthetic_displaced_fractures_show_in_the_full_image_and_more_in_the_crop():
+  """Garden III/IV: the gap or the shift is >= 2 pixels at 128 px full; the crop shows more."""
+  for kind, seed in _first_of_each_kind(("varus", "overriding")).items():
+    fractured, intact, info, _ = _same_patient(seed)
+    to_128_full = 128 / max(fractured.shape)
+    size = info["fracture_gap"] if kind == "varus" else info["fracture_shift"]
+    assert size * to_128_full >= 2.0, (kind, size)
     changed = {}
     for crop in (True, False):
       a, b = (hip_xray.preprocess(x, info["box"], crop=crop, size=128).astype(int)
               for x in (fractured, intact))
       changed[crop] = int((np.abs(a - b) > 8).sum())
-    assert changed[False] > 0 and changed[True] > 4 * changed[False]
+    assert changed[False] >= 40 and changed[True] > 2 * changed[False], (kind, changed)
+
+
+def test_synthetic_displaced_fractures_carry_the_coarse_signs_at_128_px_full():
+  """v5, Garden III/IV: the leg shortened by >= 3 px and the neck foreshortened, at 128 px full;
+  Garden I/II change the full image far less than the crop (the crop's advantage)."""
+  kinds = _first_of_each_kind(("varus", "overriding", "undisplaced", "impacted"), range(80))
+  for kind, seed in kinds.items():
+    fractured, intact, info, _ = _same_patient(seed)
+    to_128_full = 128 / max(fractured.shape)
+    changed = {}
+    for crop in (True, False):
+      a, b = (hip_xray.preprocess(x, info["box"], crop=crop, size=128).astype(int)
+              for x in (fractured, intact))
+      changed[crop] = int((np.abs(a - b) > 8).sum())
+    if kind in ("varus", "overriding"):
+      assert info["fracture_rise"] * to_128_full >= 3.0, (kind, info["fracture_rise"])
+      assert info["fracture_rotation"] <= 0.75
+      assert changed[False] >= 150, (kind, changed)
+    else:
+      assert info["fracture_rise"] * to_128_full < 1.5 and info["fracture_rotation"] == 1.0
+      assert changed[True] > 3 * changed[False], (kind, changed)
+
+
+def test_synthetic_label_is_not_a_global_statistic():
+  """The same patient with and without the fracture: mean, spread and percentiles of the 128 px
+  full image move far less than they vary between patients (no brightness threshold)."""
+  def stats(image):
+    x = hip_xray.preprocess(image, None, crop=False, size=128).astype(float)
+    return np.array([x.mean(), x.std(), *np.percentile(x, [5, 50, 95])])
+
+  pairs = [_same_patient(300 + seed)[:2] for seed in range(6)]
+  fractured = np.array([stats(a) for a, _ in pairs])
+  intact = np.array([stats(b) for _, b in pairs])
+  between = np.concatenate([fractured, intact]).std(axis=0)
+  within = np.abs(fractured - intact).mean(axis=0)
+  assert (within < 0.1 * between + 0.5).all(), (within, between)
+
+
+def test_synthetic_version_3_renders_as_before():
+  """v3 is kept bit for bit (rounded to the 8-bit PNG it is saved as)."""
+  import hashlib
+  image, _ = synthetic_hip.render_hip(np.random.default_rng([0, 0, 3]), True, version=3)
+  png = np.round(image * 255).astype(np.uint8)
+  assert hashlib.sha256(png.tobytes()).hexdigest()[:16] == V3_SEED0_SHA256
+
+
+def test_synthetic_version_3_is_still_rendered_on_request():
+  image, info = synthetic_hip.render_hip(np.random.default_rng([0]), True, version=3)
+  assert image.shape in synthetic_hip.SHAPES and "fracture_kind" not in info
+  with pytest.raises(ValueError, match="version"):
+    synthetic_hip.render_hip(np.random.default_rng([0]), True, version=2)
 
 
 def test_load_hip_defaults_to_the_embedded_synthetic_folder():

@@ -88,6 +88,18 @@ def test_shift_augmentation_pads_the_edges_as_training_does():
                                 padded[0])
 
 
+def test_hflip_augmentation_mirrors_left_right_only():
+  """The radiographs' augmentation in the tf.data path: the image or its mirror, never a turn."""
+  images = np.random.default_rng(0).integers(0, 255, (32, 6, 6, 1), dtype=np.uint8)
+  split = Split(images, np.zeros(32, np.int32), np.arange(32).astype(str))
+  batch = next(pipeline.tf_batches(split, 32, train=True, dihedral=False, hflip=True))
+  kinds = []
+  for out in batch["image"]:
+    i = int(np.flatnonzero([(out == im).all() or (out == im[:, ::-1]).all() for im in images])[0])
+    kinds.append((out == images[i]).all())
+  assert 0 < sum(kinds) < 32  # both the image and its mirror occur, nothing else
+
+
 def _patch_folder(root):
   rng = np.random.default_rng(0)
   for split, n in (("train", 6), ("val", 4)):

@@ -77,6 +77,20 @@ def test_dihedral_augmentation_permutes_pixels_and_keeps_shape():
   assert len(outs) == 8  # all eight symmetries of the square occur
 
 
+
+def test_hflip_augmentation_mirrors_left_right_only():
+  """Radiographs (the hip datasets' default): the image or its mirror, never a rotation."""
+  images = jnp.arange(6 * 6, dtype=jnp.float32).reshape(1, 6, 6, 1)
+  outs = {np.asarray(augment_batch(images, jax.random.key(s), dihedral=False, hflip=True)).tobytes()
+          for s in range(20)}
+  assert outs == {np.asarray(images).tobytes(), np.asarray(images[:, :, ::-1]).tobytes()}
+  from medjax import config as config_lib
+  from medjax.train import loop
+  assert loop.augment_config(config_lib.base_config("hip128_full", "cnn")) == {
+      "dihedral": False, "max_shift": 2, "hflip": True}
+  assert loop.augment_config(config_lib.base_config("luna", "cnn")) == {
+      "dihedral": True, "max_shift": 2}
+
 def test_translation_moves_content_within_max_shift():
   image = jnp.zeros((1, 9, 9, 1)).at[0, 4, 4, 0].set(1.0)
   for s in range(10):

@@ -27,14 +27,17 @@ def edge_pad(tf, image, m: int):
   return tf.concat([tf.repeat(rows[:, :1], m, 1), rows, tf.repeat(rows[:, -1:], m, 1)], 1)
 
 
-def _augment(tf, index, example, seed: int, dihedral: bool, max_shift: int):
-  """Per example, seeded by (seed, position in the stream): rot90 x k, left-right flip, shift
-  (edge padding, as in training)."""
+def _augment(tf, index, example, seed: int, dihedral: bool, max_shift: int, hflip: bool = False):
+  """Per example, seeded by (seed, position in the stream): rot90 x k and a left-right flip
+  (`dihedral`; `hflip` alone: the flip only, for radiographs), shift (edge padding, as in
+  training)."""
   seeds = tf.random.experimental.stateless_split(
       tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)]), 3)
   image = example["image"]
   if dihedral:
     image = tf.image.rot90(image, tf.random.stateless_uniform([], seeds[0], 0, 4, tf.int32))
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+  elif hflip:
     image = tf.image.stateless_random_flip_left_right(image, seeds[1])
   if max_shift:
     image = tf.image.stateless_random_crop(edge_pad(tf, image, max_shift), tf.shape(image),
@@ -44,7 +47,7 @@ def _augment(tf, index, example, seed: int, dihedral: bool, max_shift: int):
 
 def tf_batches(source, batch_size: int, *, train: bool, seed: int = 0,
                num_epochs: int | None = 1, dihedral: bool = True, max_shift: int = 0,
-               shuffle_buffer: int | None = None, process_index: int = 0,
+               hflip: bool = False, shuffle_buffer: int | None = None, process_index: int = 0,
                process_count: int = 1):
   """Iterator of numpy batches {"image": [B, H, W, C], "label": int32 [B]}.
 
@@ -68,9 +71,9 @@ def tf_batches(source, batch_size: int, *, train: bool, seed: int = 0,
   if train:
     ds = ds.shuffle(shuffle_buffer or size or 10_000, seed=seed, reshuffle_each_iteration=True)
   ds = ds.repeat(num_epochs)
-  if train and (dihedral or max_shift):
+  if train and (dihedral or max_shift or hflip):
     ds = ds.enumerate().map(
-        lambda i, ex: _augment(tf, i, ex, seed, dihedral, max_shift),
+        lambda i, ex: _augment(tf, i, ex, seed, dihedral, max_shift, hflip),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=train)
   return ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator()

@@ -22,9 +22,14 @@ def _translate(image, dy, dx, max_shift):
   return jax.lax.dynamic_slice(padded, (max_shift + dy, max_shift + dx, 0), image.shape)
 
 
-def augment_batch(images, rng, *, dihedral: bool = True, max_shift: int = 0):
-  """images: [N, H, W, C] (H == W when dihedral). Returns a transformed copy."""
-  if not dihedral and max_shift == 0:
+def augment_batch(images, rng, *, dihedral: bool = True, max_shift: int = 0,
+                  hflip: bool = False):
+  """images: [N, H, W, C] (H == W when dihedral). Returns a transformed copy.
+
+  `hflip` (without `dihedral`): a random left-right mirror only, for images with an up and a
+  down (a radiograph is not seen rotated by 90 degrees, but its mirror is another patient's).
+  """
+  if not dihedral and max_shift == 0 and not hflip:
     return images
   n = images.shape[0]
   k_rot, k_flip, k_shift = jax.random.split(rng, 3)
@@ -35,6 +40,8 @@ def augment_batch(images, rng, *, dihedral: bool = True, max_shift: int = 0):
   def one(image, k, flip, shift):
     if dihedral:
       image = _dihedral(image, k, flip)
+    elif hflip:
+      image = jnp.where(flip, image[:, ::-1], image)
     if max_shift:
       image = _translate(image, shift[0], shift[1], max_shift)
     return image

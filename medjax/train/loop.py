@@ -33,9 +33,11 @@ log = logging.getLogger(__name__)
 def augment_config(config) -> dict[str, Any] | None:
   """The on-device augmentation of `config.augment`, or None when it is off."""
   aug = config.augment
-  if not aug.dihedral and not aug.max_shift:
+  hflip = bool(aug.get("hflip", False)) and not aug.dihedral
+  if not aug.dihedral and not aug.max_shift and not hflip:
     return None
-  return {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
+  out = {"dihedral": bool(aug.dihedral), "max_shift": int(aug.max_shift)}
+  return {**out, "hflip": True} if hflip else out
 
 
 def train_and_evaluate(config, workdir: str, dataset: Dataset, *, model,
