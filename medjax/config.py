@@ -13,6 +13,7 @@ from medjax.errors import ConfigError
 DATASETS = ("luna", "hip128_crop", "hip128_full", "hip256_crop", "hip256_full")
 MODELS = ("cnn", "resnet", "dbn", "sgan")
 PAPER_EPOCHS = 100
+PAPER_LEARNING_RATE = 1e-4  # Adam, every model of the paper
 RESNET_VARIANTS = ("torchvision", "keras")  # medjax.models.resnet.VARIANTS
 INIT_FROM_MODELS = MODELS  # the models whose trainer takes config.init_from (every one)
 # The models trained by the supervised optimizer (medjax.train.optim), whose fine-tuning fields
@@ -63,7 +64,8 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.synthetic_num_epochs = 20
   c.batch_size = 20
   c.eval_batch_size = 200
-  c.learning_rate = 1e-4
+  c.learning_rate = PAPER_LEARNING_RATE
+  c.synthetic_learning_rate = config_dict.placeholder(float)
   c.lr_schedule = "constant"
   c.warmup_epochs = 0.0
   c.lr_decay_epochs = LR_DECAY_EPOCHS
@@ -241,6 +243,9 @@ HELP = {
     "seed": "model init, batch order and augmentation (and the data split, unless data.seed)",
     "smoke": "tiny model, little data, 1 epoch: for tests",
     "synthetic_num_epochs": "num_epochs on the embedded synthetic data when num_epochs is None",
+    "synthetic_learning_rate": (
+        "None: learning_rate; else the learning rate on the embedded synthetic data (the budget of "
+        "a short synthetic run: ResNet-50 on the hips, issue 22), real data keep learning_rate"),
     "temperature_scaling": "also report test calibration after a temperature fit on val",
     "warmup_epochs": "linear warm-up from 0 (before any schedule)",
     "augment.dihedral": "random rot90 / flip per training image",
@@ -424,6 +429,14 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.seed = c.seed
   if c.num_epochs is None:
     c.num_epochs = c.synthetic_num_epochs if not c.data.dir else PAPER_EPOCHS
+  if not c.data.dir and c.synthetic_learning_rate is not None:
+    _check(c.synthetic_learning_rate > 0,
+           f"synthetic_learning_rate must be > 0, got {c.synthetic_learning_rate}")
+    _check(c.learning_rate in (PAPER_LEARNING_RATE, c.synthetic_learning_rate),
+           f"learning_rate={c.learning_rate} would be replaced by this experiment's "
+           f"synthetic_learning_rate={c.synthetic_learning_rate} on the embedded synthetic data: "
+           "set --config.synthetic_learning_rate instead (or set it to None)")
+    c.learning_rate = c.synthetic_learning_rate
   if c.device_resident is None:
     c.device_resident = platform.device_resident_default() and c.data.source == "arrays"
   _check(not (c.data.source == "tfdata" and c.device_resident),

@@ -194,6 +194,23 @@ def test_num_epochs_defaults_to_paper_on_real_data_and_short_on_synthetic():
   assert resolved.learning_rate == 1e-4
 
 
+def test_synthetic_learning_rate_applies_to_synthetic_data_only_and_is_not_silently_overridden():
+  config = luna_resnet.get_config()
+  config.synthetic_learning_rate = 1e-3
+  assert config_lib.resolve(config).learning_rate == 1e-3
+  config.data.dir = "/some/real/data"  # real data keep the paper's rate
+  assert config_lib.resolve(config).learning_rate == 1e-4
+  config = luna_resnet.get_config()
+  config.synthetic_learning_rate = 1e-3
+  config.learning_rate = 3e-4  # a rate that would be replaced without a word: refused
+  with pytest.raises(ConfigError, match="synthetic_learning_rate"):
+    config_lib.resolve(config)
+  config.synthetic_learning_rate = -1.0
+  config.learning_rate = 1e-4
+  with pytest.raises(ConfigError, match="synthetic_learning_rate must be > 0"):
+    config_lib.resolve(config)
+
+
 def _cli(*args, cwd):
   env = dict(os.environ, PYTHONPATH=ROOT)
   return subprocess.run([sys.executable, "-m", "experiments.luna_cnn", *args], cwd=cwd,
