@@ -169,7 +169,8 @@ def summarize(results: dict[str, list[dict]], ensembles: dict[str, dict | None] 
     base = {"cell": cell, "dataset": dataset, "model": model,
             "data": "synthetic" if runs[0]["synthetic"] else "real",
             "smoke": any(r.get("smoke", False) for r in runs),
-            "epochs": runs[0]["epochs"], "n_train": runs[0]["n_train"],
+            "epochs": runs[0]["epochs"], "learning_rate": runs[0].get("learning_rate"),
+            "n_train": runs[0]["n_train"],
             "n_test": runs[0]["n_test"],
             "majority": majority(runs[0]),
             "paper_accuracy": PAPER[(dataset, model)] / 100}
@@ -249,22 +250,28 @@ def write_tables(rows: list[dict], workdir: str) -> None:
       else:
         out.append(f"{_acc(r)}; paper {r['paper_accuracy'] * 100:.1f}")
     lines.append(f"| {dataset} | {kind} | " + " | ".join(out) + " |")
-  lines += ["", "| cell | data | seeds | epochs | accuracy % | AUC | sensitivity | specificity "
-                "| ECE | majority % | train min / seed | paper % |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines += ["", "| cell | data | seeds | epochs | lr | accuracy % | AUC | sensitivity "
+                "| specificity | ECE | majority % | train min / seed | paper % |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     name = r["cell"] + (" (ensemble)" if r["kind"] == "ensemble" else "")
     minutes = (r["train_minutes"] / r["seeds"] if r["kind"] == "ensemble"
                else r["train_minutes"])
-    lines.append(f"| {name} | {r['data']} | {r['seed_list']} | {r['epochs']} | {_acc(r)} | "
+    lines.append(f"| {name} | {r['data']} | {r['seed_list']} | {r['epochs']} | "
+                 f"{_lr(r.get('learning_rate'))} | {_acc(r)} | "
                  f"{_num(r['auc'], r['auc_std'] if r['seeds'] > 1 else None)} | "
                  f"{_num(r['sensitivity'])} | "
                  f"{_num(r['specificity'])} | {_num(r['ece'])} | {_pct(r['majority'])} | "
                  f"{minutes:.1f} | {r['paper_accuracy'] * 100:.1f} |")
-  lines += ["", "Accuracy on the test split of the checkpoint chosen on validation; majority: "
-            "always answering the larger class; train min: wall time of training (validation "
-            "included) per seed on the machine in each results.json."]
+  lines += ["", "Accuracy on the test split of the checkpoint chosen on validation; lr: Adam's "
+            "learning rate (the SGAN's discriminator's); majority: always answering the larger "
+            "class; train min: wall time of training (validation included) per seed on the "
+            "machine in each results.json."]
   write_text(os.path.join(workdir, "table2.md"), "\n".join(lines) + "\n")
+
+
+def _lr(value) -> str:
+  return "—" if value is None else f"{value:g}"
 
 
 def plot_confusion_matrices(results: dict[str, list[dict]], path: str) -> None:

@@ -62,12 +62,14 @@ def results_table(path: str) -> str:
   # The paper's figures are of real images: beside synthetic results they would compare unlike
   # with unlike, so a table of synthetic cells leaves them out.
   paper = not all(r.get("data") == "synthetic" for r in rows)
-  header = ["cell", "seeds", "epochs", "test accuracy %", "AUC", "sensitivity", "specificity",
-            "majority %", "train min / seed"] + (["paper %"] if paper else [])
+  header = ["cell", "seeds", "epochs", "lr", "test accuracy %", "AUC", "sensitivity",
+            "specificity", "majority %", "train min / seed"] + (["paper %"] if paper else [])
   table = []
   for r in rows:
     name = r["cell"] + (" ensemble" if r.get("kind") == "ensemble" else "")
-    table.append([f"`{name}`", r.get("seed_list") or "—", r.get("epochs") or "—", _accuracy(r),
+    lr = r.get("learning_rate")
+    table.append([f"`{name}`", r.get("seed_list") or "—", r.get("epochs") or "—",
+                  f"{float(lr):g}" if lr not in (None, "", "None") else "—", _accuracy(r),
                   _num(r["auc"]), _num(r["sensitivity"]), _num(r["specificity"]),
                   _pct(r.get("majority")), _minutes(r)]
                  + ([_pct(r["paper_accuracy"])] if paper else []))

@@ -33,6 +33,8 @@ def test_grid_writes_tables_and_does_not_rerun_finished_cells(tmp_path, caplog):
   assert "| luna | synthetic |" in table and "paper 92.5" in table
   assert "SMOKE RUN" in table and "SYNTHETIC DATA" in table
   assert "| luna_cnn (ensemble) |" in table
+  assert rows[0]["learning_rate"] == pytest.approx(1e-4)  # the budget is said: epochs and lr
+  assert "| luna_cnn | synthetic | 0 1 | 1 | 0.0001 |" in table
   assert os.path.exists(os.path.join(workdir, "luna_cnn", "ensemble", "results.json"))
   with open(os.path.join(workdir, "luna_cnn", "seed1", "results.json")) as f:
     assert json.load(f)["stacked_seeds"] == [0, 1]  # both seeds in one vmapped step
