@@ -15,6 +15,9 @@ from medjax import runner
 def get_config():
   config = config_lib.base_config("hip128_full", "resnet")
   config.synthetic_num_epochs = 6  # ResNet-50 at 128px on 2 CPU cores: minutes per epoch
+  # At the paper's 1e-4, a few hundred steps do not fit even the training images; at 1e-3 it
+  # learns (results/synthetic_cpu/resnet_lr_study). Real data (data.dir) keep learning_rate.
+  config.synthetic_learning_rate = 1e-3
   return config
 
 

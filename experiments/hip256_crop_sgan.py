@@ -14,7 +14,7 @@ from medjax import runner
 
 def get_config():
   config = config_lib.base_config("hip256_crop", "sgan")
-  config.synthetic_num_epochs = 1  # GAN steps at 256px on 2 CPU cores: minutes per epoch
+  config.synthetic_num_epochs = 2  # GAN steps at 256px on 2 CPU cores: minutes per epoch
   return config
 
 

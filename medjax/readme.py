@@ -68,7 +68,10 @@ def results_table(path: str) -> str:
   for r in rows:
     name = r["cell"] + (" ensemble" if r.get("kind") == "ensemble" else "")
     lr = r.get("learning_rate")
-    table.append([f"`{name}`", r.get("seed_list") or "—", r.get("epochs") or "—",
+    epochs = r.get("epochs") or "—"
+    if r.get("init") not in (None, "", "None"):
+      epochs = f"{epochs} from `{r['init']}`"
+    table.append([f"`{name}`", r.get("seed_list") or "—", epochs,
                   f"{float(lr):g}" if lr not in (None, "", "None") else "—", _accuracy(r),
                   _num(r["auc"]), _num(r["sensitivity"]), _num(r["specificity"]),
                   _pct(r.get("majority")), _minutes(r)]
