@@ -56,11 +56,24 @@ def default_workers() -> int:
   return max(1, min(os.cpu_count() or 1, 8))
 
 
+CACHE_MIN_COMPILE_SECONDS = 1.0  # programs that compile faster are not written to the cache
+
+
 def enable_compilation_cache() -> None:
   """Persistent XLA cache ($MEDJAX_JAX_CACHE, default ~/.cache/medjax/jax), used by every command
-  that compiles models: a re-run loads its compiled steps instead of compiling them again."""
+  that compiles models: a re-run loads its compiled steps instead of compiling them again.
+  Programs that compile in less than $MEDJAX_JAX_CACHE_MIN_SECONDS (default
+  CACHE_MIN_COMPILE_SECONDS) are compiled each time instead."""
   import jax
   cache = os.environ.get("MEDJAX_JAX_CACHE",
                          os.path.join(os.path.expanduser("~"), ".cache", "medjax", "jax"))
+  value = os.environ.get("MEDJAX_JAX_CACHE_MIN_SECONDS", str(CACHE_MIN_COMPILE_SECONDS))
+  try:
+    min_seconds = float(value)
+  except ValueError:
+    raise ConfigError(f"MEDJAX_JAX_CACHE_MIN_SECONDS must be a number of seconds, got "
+                      f"{value!r}") from None
+  if not min_seconds >= 0:
+    raise ConfigError(f"MEDJAX_JAX_CACHE_MIN_SECONDS must be >= 0, got {value!r}")
   jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", min_seconds)

@@ -69,3 +69,25 @@ def test_the_train_state_is_built_by_one_jitted_function_with_the_eager_values()
   assert jax.tree.structure(built) == jax.tree.structure(reference)
   for a, b in zip(jax.tree.leaves(built), jax.tree.leaves(reference)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # bit for bit
+
+
+def test_the_cache_threshold_comes_from_the_environment_and_bad_values_are_errors(monkeypatch):
+  import pytest
+
+  from medjax import platform
+  from medjax.errors import ConfigError
+  try:
+    monkeypatch.setenv("MEDJAX_JAX_CACHE_MIN_SECONDS", "0.25")
+    platform.enable_compilation_cache()
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.25
+    for bad in ("fast", "-1", "nan"):
+      monkeypatch.setenv("MEDJAX_JAX_CACHE_MIN_SECONDS", bad)
+      with pytest.raises(ConfigError, match="MEDJAX_JAX_CACHE_MIN_SECONDS"):
+        platform.enable_compilation_cache()
+    monkeypatch.delenv("MEDJAX_JAX_CACHE_MIN_SECONDS")
+    platform.enable_compilation_cache()
+    assert (jax.config.jax_persistent_cache_min_compile_time_secs
+            == platform.CACHE_MIN_COMPILE_SECONDS)
+  finally:
+    monkeypatch.delenv("MEDJAX_JAX_CACHE_MIN_SECONDS", raising=False)
+    platform.enable_compilation_cache()
