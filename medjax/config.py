@@ -74,6 +74,7 @@ def base_config(dataset: str, model: str) -> ml_collections.ConfigDict:
   c.checkpoint_metric = "accuracy"
   c.checkpoint_interval_seconds = 60.0
   c.eval_checkpoint = "best"
+  c.bn_stats_batches = 0
   c.temperature_scaling = True
   c.log_every = 50
   c.profile_steps = ()
@@ -196,6 +197,10 @@ HELP = {
         "fine-tuning from init_from: every layer but the head at this learning rate (None: the "
         "same); CNN, ResNet and DBN (its hidden layers)"),
     "batch_size": "training batch (the paper: 20)",
+    "bn_stats_batches": (
+        "before each validation, re-estimate BatchNorm's running statistics as the mean over "
+        "this many training batches under the epoch's weights (precise BN, medjax.train.bn_stats;"
+        " ResNet-50); 0: the moving averages as trained (the paper)"),
     "checkpoint_metric": 'validation metric that picks the best checkpoint: or "auc"',
     "checkpoint_interval_seconds": (
         "an epoch that is not the best so far and not the last is saved only when this many "
@@ -451,6 +456,14 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"warmup_epochs={c.warmup_epochs} must be below num_epochs={c.num_epochs}: the learning "
          "rate would never reach learning_rate")
   _check(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
+  _check(isinstance(c.bn_stats_batches, int) and c.bn_stats_batches >= 0,
+         f"bn_stats_batches must be an int >= 0, got {c.bn_stats_batches!r}")
+  _check(not c.bn_stats_batches or c.model == "resnet",
+         f"bn_stats_batches re-estimates BatchNorm statistics; the {c.model} has no BatchNorm: "
+         "set it to 0")
+  _check(not (c.bn_stats_batches and c.freeze_backbone),
+         "bn_stats_batches re-estimates BatchNorm statistics that freeze_backbone=True keeps "
+         "frozen: set one of them")
   c.lock()
   return c
 

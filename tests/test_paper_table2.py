@@ -161,6 +161,26 @@ def test_collect_refuses_a_diverged_or_damaged_run_naming_its_file(tmp_path):
   assert [r["cell"] for r in rows] == ["luna_cnn"]
 
 
+def test_resnet_at_256_px_grows_from_its_128_px_cell_on_synthetic_hips(tmp_path):
+  """Progressive resizing: the 256 px ResNet-50 starts from the 128 px run of its view and seed,
+  the tables say so; without that run it is an error saying what to run, and --noprogressive
+  or real hip data train it from scratch."""
+  workdir = str(tmp_path / "grid")
+  with pytest.raises(ConfigError, match="hip128_full_resnet.*--noprogressive"):
+    paper_table2.main(["--smoke", "--cells=hip256_full_resnet", f"--workdir={workdir}"])
+  rows = paper_table2.main(["--smoke", "--cells=hip128_full_resnet,hip256_full_resnet",
+                            f"--workdir={workdir}"])
+  assert [(r["cell"], r["init"]) for r in rows] == [("hip128_full_resnet", None),
+                                                    ("hip256_full_resnet", "hip128_full_resnet")]
+  with open(os.path.join(workdir, "hip256_full_resnet", "seed0", "results.json")) as f:
+    assert "hip128_full_resnet/seed0" in json.load(f)["init_from"]["from"]
+  assert "| 1 from hip128_full_resnet |" in open(os.path.join(workdir, "table2.md")).read()
+  assert paper_table2.grow_source("hip256_full_resnet", {"hip": None}, False) is None
+  assert paper_table2.grow_source("hip256_full_resnet", {"hip": "/data/hips"}, True) is None
+  assert paper_table2.grow_source("hip256_full_resnet@9", {}, True) == "hip128_full_resnet"
+  assert paper_table2.grow_source("hip256_full_sgan", {}, True) is None
+
+
 def test_a_run_started_from_another_says_so_in_the_tables():
   """A cell's run with init_from (e.g. fine-tuned from another cell's run) is not a run from
   scratch of the same epochs: the row names where it started."""

@@ -77,6 +77,8 @@ class Task:
   stacked       the state holds len(members) models on a leading axis
   on_epoch_end  (epoch, state) -> None, e.g. the SGAN's sample grids
   learning_rate (step) -> learning rate, logged per epoch
+  refresh_stats state -> state with BatchNorm statistics re-estimated, before each validation
+                (`medjax.train.bn_stats`; saved with the epoch's checkpoint)
   """
   source: Any
   eval_fn: Callable
@@ -86,6 +88,7 @@ class Task:
   stacked: bool = False
   on_epoch_end: Callable[[int, Any], None] | None = None
   learning_rate: Callable[[int], float] | None = None
+  refresh_stats: Callable[[Any], Any] | None = None
 
 
 def restore(members: Sequence[Member], state, *, stacked: bool = False) -> tuple[Any, int]:
@@ -275,6 +278,9 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
         clock.add("checks", time.perf_counter() - now)
       t_train = time.perf_counter() - t0
 
+      if task.refresh_stats is not None:
+        with clock.timed("bn_stats"):
+          state = jax.block_until_ready(task.refresh_stats(state))
       val_probs = None
       with clock.timed("validation"):
         if dataset.val is not None:

@@ -14,6 +14,8 @@ their metrics. Everything else is overhead, by part:
                  cache) while the epoch ran: a process's first steps and first validation
                  (`medjax.train.compile_time`), taken out of the part it happened in
     checks       NaN/Inf checks of metrics and weights, progress bar, between chunks
+    bn_stats     re-estimating BatchNorm statistics before validation (`bn_stats_batches`,
+                 `medjax.train.bn_stats`): forward passes, part of the method, not waste
     validation   the validation pass and its metrics
     metrics      metrics.jsonl and TensorBoard writes
     checkpoint   checkpoint saves (orbax writes in the background; this is the blocking part,
@@ -30,7 +32,7 @@ from typing import Any, Iterator
 
 from medjax.train import compile_time
 
-PARTS = ("compile", "checks", "validation", "metrics", "checkpoint", "epoch_end", "log")
+PARTS = ("compile", "checks", "bn_stats", "validation", "metrics", "checkpoint", "epoch_end", "log")
 
 
 class EpochClock:

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from medjax.data import Dataset, Split
 from medjax.rundir import RunDir
 from medjax.tensorboard import EventWriter
-from medjax.train import driver, optim, parallel, supervised, transfer
+from medjax.train import bn_stats, driver, optim, parallel, supervised, transfer
 from medjax.train.epoch import DeviceEpochs, HostEpochs, TFDataEpochs
 from medjax.train.profile import named
 from medjax.train.state import count_params, create_train_state, seed_rngs
@@ -86,7 +86,8 @@ def train_supervised(config, run: RunDir, dataset: Dataset, *, model, initial_pa
   member = driver.Member(config, run, events=open_events(run))
   state, start = driver.restore([member], parallel.put_replicated(state, mesh))
   task = driver.Task(source=source, eval_fn=eval_fn, images_per_step=config.batch_size,
-                     learning_rate=schedule)
+                     learning_rate=schedule,
+                     refresh_stats=bn_stats.from_config(config, model, dataset.train))
   try:
     state = driver.fit(task, [member], state, start, dataset)
     return driver.finish_member(member, state, dataset, eval_fn, extra=extra_results)

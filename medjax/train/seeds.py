@@ -25,7 +25,7 @@ import jax
 
 from medjax.data import Dataset
 from medjax.rundir import RunDir
-from medjax.train import driver, ensemble, loop, optim, supervised
+from medjax.train import bn_stats, driver, ensemble, loop, optim, supervised
 from medjax.train.registry import model_spec
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ def train_seeds(config, seeds: Sequence[int], workdirs: Sequence[str], dataset: 
                                in_axes=(0, None)))
     one_eval_fn = jax.jit(functools.partial(supervised.eval_step, model=model))
     task = driver.Task(source=source, eval_fn=eval_fn, images_per_step=config.batch_size,
-                       stacked=True, learning_rate=schedule)
+                       stacked=True, learning_rate=schedule,
+                       refresh_stats=bn_stats.from_config(config, model, dataset.train,
+                                                          stacked=True))
     state = driver.fit(task, members, state, start, dataset)
 
     n = len(seeds)
