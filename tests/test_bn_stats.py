@@ -160,3 +160,26 @@ def test_a_run_validates_and_saves_the_reestimated_statistics(tmp_path):
   want = refresh(S())["batch_stats"]
   jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6),
                run.variables["batch_stats"], want)
+
+
+def test_non_finite_statistics_stop_the_run_before_validation(tmp_path, monkeypatch):
+  """Statistics that overflow are never validated or saved: the run stops naming them."""
+  import importlib
+  from medjax import runner
+  from medjax.train.driver import NonFiniteLossError
+  real = bn_stats.Refresher.__call__
+
+  def overflowing(self, state):
+    state = real(self, state)
+    return state.replace(batch_stats=jax.tree.map(lambda a: a * jnp.inf, state.batch_stats))
+  monkeypatch.setattr(bn_stats.Refresher, "__call__", overflowing)
+  config = importlib.import_module("experiments.luna_resnet").get_config()
+  config.smoke = True
+  config.num_epochs = 1
+  config.bn_stats_batches = 1
+  with pytest.raises(NonFiniteLossError, match="non-finite BatchNorm statistics re-estimated "
+                                               "after epoch 1"):
+    runner.run(config, str(tmp_path))
+  assert not os.path.exists(os.path.join(tmp_path, "results.json"))
+  assert not os.path.exists(os.path.join(tmp_path, "metrics.jsonl")) or not open(
+      os.path.join(tmp_path, "metrics.jsonl")).read().strip()

@@ -176,6 +176,21 @@ def _check_weights(task: Task, members, state, done: int, epoch: int,
       f"updates diverged; last good checkpoint: {_last_good(members)}; lower the learning rate")
 
 
+def _check_stats(task: Task, members, state, epoch: int) -> None:
+  """Stops when re-estimated BatchNorm statistics are NaN/Inf (finite weights whose activations
+  overflow on the training images): such statistics must never be validated, saved or tested."""
+  finite = np.atleast_1d(np.asarray(_all_finite(jax.tree.leaves(state.batch_stats),
+                                                task.stacked)))
+  if finite.all():
+    return
+  who = (f" (seed {', '.join(str(members[i].config.seed) for i in np.flatnonzero(~finite))})"
+         if task.stacked else "")
+  raise NonFiniteLossError(
+      f"non-finite BatchNorm statistics{who} re-estimated after epoch {epoch} "
+      f"(bn_stats_batches): the activations overflow on training images; last good "
+      f"checkpoint: {_last_good(members)}; lower the learning rate or check the data")
+
+
 def duration(seconds: float) -> str:
   seconds = int(round(seconds))
   h, rem = divmod(seconds, 3600)
@@ -281,6 +296,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
       if task.refresh_stats is not None:
         with clock.timed("bn_stats"):
           state = jax.block_until_ready(task.refresh_stats(state))
+          _check_stats(task, members, state, epoch)
       val_probs = None
       with clock.timed("validation"):
         if dataset.val is not None:
