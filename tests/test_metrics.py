@@ -55,6 +55,10 @@ def test_classification_metrics_by_hand():
   assert m["auc"] == pytest.approx(7 / 8)
   lo, hi = m["accuracy_ci95"]
   assert 0 <= lo <= m["accuracy"] <= hi <= 1
+  # Without the interval (the per-epoch validation): the same metrics, no CI.
+  fast = metrics.classification_metrics(labels, probs, ci=False)
+  assert "accuracy_ci95" not in fast
+  assert fast == {k: v for k, v in m.items() if k != "accuracy_ci95"}
 
 
 def test_undefined_metrics_are_none_not_numbers():

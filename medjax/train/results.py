@@ -33,10 +33,10 @@ def val_metrics(config, labels: np.ndarray, probs: np.ndarray, metric_name: str)
   """Validation metrics for metrics.jsonl ("val_*") and the checkpoint metric from the
   validation split's P(positive). An undefined metric (AUC with one class) falls back to
   accuracy."""
-  val = metrics_lib.classification_metrics(labels, probs, seed=config.seed)
+  val = metrics_lib.classification_metrics(labels, probs, seed=config.seed, ci=False)
   val["loss"] = calibration.negative_log_likelihood(labels, probs)  # = the 2-class cross-entropy
   value = val[config.checkpoint_metric]
-  return ({f"val_{k}": v for k, v in val.items() if k != "accuracy_ci95"},
+  return ({f"val_{k}": v for k, v in val.items()},
           {metric_name: value if value is not None else val["accuracy"]})
 
 
