@@ -456,7 +456,8 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
          f"warmup_epochs={c.warmup_epochs} must be below num_epochs={c.num_epochs}: the learning "
          "rate would never reach learning_rate")
   _check(c.learning_rate > 0, f"learning_rate must be > 0, got {c.learning_rate}")
-  _check(isinstance(c.bn_stats_batches, int) and c.bn_stats_batches >= 0,
+  _check(isinstance(c.bn_stats_batches, int) and not isinstance(c.bn_stats_batches, bool)
+         and c.bn_stats_batches >= 0,
          f"bn_stats_batches must be an int >= 0, got {c.bn_stats_batches!r}")
   _check(not c.bn_stats_batches or c.model == "resnet",
          f"bn_stats_batches re-estimates BatchNorm statistics; the {c.model} has no BatchNorm: "

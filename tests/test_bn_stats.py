@@ -123,6 +123,7 @@ def test_a_model_without_batchnorm_is_refused():
 
 @pytest.mark.parametrize("fields, match", [
     ({"bn_stats_batches": -1}, "bn_stats_batches must be an int >= 0"),
+    ({"bn_stats_batches": True}, "bn_stats_batches must be an int >= 0, got True"),
     ({"bn_stats_batches": 2, "model": "cnn"}, "the cnn has no BatchNorm"),
     ({"bn_stats_batches": 2, "freeze_backbone": True, "init_from": "/x"}, "freeze_backbone"),
 ])
