@@ -156,39 +156,43 @@ def _all_finite(leaves, stacked: bool):
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
+def _non_finite(task: Task, members, tree) -> str | None:
+  """None when every float of `tree` is finite; else who is not: "" for one model, " (seed k,
+  ...)" for the stacked models that are not."""
+  leaves = [x for x in jax.tree.leaves(tree)
+            if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+  if not leaves:
+    return None
+  finite = np.atleast_1d(np.asarray(_all_finite(leaves, task.stacked)))
+  if finite.all():
+    return None
+  return (f" (seed {', '.join(str(members[i].config.seed) for i in np.flatnonzero(~finite))})"
+          if task.stacked else "")
+
+
 def _check_weights(task: Task, members, state, done: int, epoch: int,
                    steps_per_epoch: int) -> None:
   """Stops on NaN/Inf anywhere in the state (weights, optimizer moments, batch statistics): an
   update can break the weights while the loss and gradient of its step are still finite, and
   such a state must never be saved, chosen as the best or tested."""
-  leaves = [x for x in jax.tree.leaves(state)
-            if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
-  if not leaves:
-    return
-  finite = np.atleast_1d(np.asarray(_all_finite(leaves, task.stacked)))
-  if finite.all():
-    return
-  who = (f" (seed {', '.join(str(members[i].config.seed) for i in np.flatnonzero(~finite))})"
-         if task.stacked else "")
-  raise NonFiniteLossError(
-      f"non-finite weights{who} after step {done} of epoch {epoch} (global step "
-      f"{(epoch - 1) * steps_per_epoch + done}), while the loss and gradient were finite: the "
-      f"updates diverged; last good checkpoint: {_last_good(members)}; lower the learning rate")
+  who = _non_finite(task, members, state)
+  if who is not None:
+    raise NonFiniteLossError(
+        f"non-finite weights{who} after step {done} of epoch {epoch} (global step "
+        f"{(epoch - 1) * steps_per_epoch + done}), while the loss and gradient were finite: the "
+        f"updates diverged; last good checkpoint: {_last_good(members)}; lower the learning "
+        "rate")
 
 
 def _check_stats(task: Task, members, state, epoch: int) -> None:
   """Stops when re-estimated BatchNorm statistics are NaN/Inf (finite weights whose activations
   overflow on the training images): such statistics must never be validated, saved or tested."""
-  finite = np.atleast_1d(np.asarray(_all_finite(jax.tree.leaves(state.batch_stats),
-                                                task.stacked)))
-  if finite.all():
-    return
-  who = (f" (seed {', '.join(str(members[i].config.seed) for i in np.flatnonzero(~finite))})"
-         if task.stacked else "")
-  raise NonFiniteLossError(
-      f"non-finite BatchNorm statistics{who} re-estimated after epoch {epoch} "
-      f"(bn_stats_batches): the activations overflow on training images; last good "
-      f"checkpoint: {_last_good(members)}; lower the learning rate or check the data")
+  who = _non_finite(task, members, state.batch_stats)
+  if who is not None:
+    raise NonFiniteLossError(
+        f"non-finite BatchNorm statistics{who} re-estimated after epoch {epoch} "
+        f"(bn_stats_batches): the activations overflow on training images; last good "
+        f"checkpoint: {_last_good(members)}; lower the learning rate or check the data")
 
 
 def duration(seconds: float) -> str:
