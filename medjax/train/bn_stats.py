@@ -11,6 +11,7 @@ gap without changing a single weight (Wu & Johnson 2021, "Rethinking 'Batch' in 
 
     refresh = Refresher(model, train_split, batch_size=20, num_batches=8, seed=0)
     state = refresh(state)   # state.batch_stats replaced; params, opt_state, step untouched
+    stats = refresh.estimate(params, batch_stats)   # the same, for a restored run's variables
 
 Each batch's statistics are those BatchNorm itself computes in training mode (same reduction,
 same variance formula): the model runs with zeroed running statistics, so the update it returns
@@ -102,7 +103,7 @@ class Refresher:
         (num_batches, batch_size) + split.images.shape[1:])
     self.num_batches, self.batch_size = num_batches, batch_size
     self.model, self.stacked = model, stacked
-    self._weight = None
+    self._weight = self._device_images = None
     fn = lambda params, bs, images, weight: batch_statistics(model, params, bs, images, weight)
     if stacked:
       fn = jax.vmap(fn, in_axes=(0, 0, None, None))
@@ -112,18 +113,21 @@ class Refresher:
     return (f"BatchNorm statistics re-estimated before each validation from {self.num_batches} "
             f"training batches of {self.batch_size}")
 
-  def __call__(self, state):
-    if not jax.tree.leaves(state.batch_stats):
+  def estimate(self, params, batch_stats):
+    """The re-estimated statistics under `params` (a tree like `batch_stats`)."""
+    if not jax.tree.leaves(batch_stats):
       raise ValueError("bn_stats_batches: the model has no BatchNorm statistics to re-estimate")
-    if self._weight is None:
+    if self._weight is None:  # once: the momenta and the batches on the device
       one = lambda t: jax.tree.map(lambda a: a[0], t) if self.stacked else t
-      params, batch_stats = one(state.params), one(state.batch_stats)
-      found = momenta(self.model, {"params": params, "batch_stats": batch_stats},
-                      to_float(jnp.asarray(self.images[0])))
-      self._weight = _by_path(batch_stats, found)
-    images = jnp.asarray(self.images)
-    return state.replace(batch_stats=self._estimate(state.params, state.batch_stats, images,
-                                                    self._weight))
+      self._device_images = jnp.asarray(self.images)
+      found = momenta(self.model, {"params": one(params), "batch_stats": one(batch_stats)},
+                      to_float(self._device_images[0]))
+      self._weight = _by_path(one(batch_stats), found)
+    return self._estimate(params, batch_stats, self._device_images, self._weight)
+
+  def __call__(self, state):
+    """`state` with its BatchNorm statistics re-estimated; nothing else changes."""
+    return state.replace(batch_stats=self.estimate(state.params, state.batch_stats))
 
 
 def from_config(config, model, split: Split, *, stacked: bool = False) -> Refresher | None:
