@@ -266,6 +266,36 @@ def table_title(rows: list[dict]) -> str:
   return title + "".join(f"\n\n**{m}**" for m in marks)
 
 
+def crop_gaps(rows: list[dict]) -> list[tuple[int, str, float, float]]:
+  """(size, model, medjax's crop minus full accuracy, the paper's), in points, for every model
+  whose crop and full cells of one size are both in `rows` (plain cells, mean over seeds)."""
+  plain = {(r["dataset"], r["model"]): r["accuracy"] for r in rows
+           if r["kind"] == "seeds" and split_name(r["cell"])[1] is None}
+  gaps = []
+  for size in (128, 256):
+    for model in MODELS:
+      crop, full = (plain.get((f"hip{size}_{view}", model)) for view in ("crop", "full"))
+      if crop is not None and full is not None:
+        paper = PAPER[f"hip{size}_crop", model] - PAPER[f"hip{size}_full", model]
+        gaps.append((size, model, 100 * (crop - full), paper))
+  return gaps
+
+
+def _crop_lines(rows: list[dict]) -> list[str]:
+  """table2.md's section on cropping: each crop/full pair's gap beside the paper's, and the
+  mean over the pairs."""
+  gaps = crop_gaps(rows)
+  if not gaps:
+    return []
+  lines = ["", "Cropping to the hip: crop minus full image, test accuracy points (mean over "
+           "seeds):", "", "| size | model | medjax | paper |", "|---|---|---|---|"]
+  lines += [f"| {size} | {model} | {ours:+.1f} | {paper:+.1f} |"
+            for size, model, ours, paper in gaps]
+  lines.append(f"| mean of {len(gaps)} pairs | | {np.mean([g[2] for g in gaps]):+.1f} | "
+               f"{np.mean([g[3] for g in gaps]):+.1f} |")
+  return lines
+
+
 def write_tables(rows: list[dict], workdir: str) -> None:
   """table2.csv (every row) and table2.md (the grid, then one line per cell and ensemble)."""
   write_csv(os.path.join(workdir, "table2.csv"), list(rows[0]),
@@ -287,6 +317,7 @@ def write_tables(rows: list[dict], workdir: str) -> None:
       else:
         out.append(f"{_acc(r)}; paper {r['paper_accuracy'] * 100:.1f}")
     lines.append(f"| {dataset} | {kind} | " + " | ".join(out) + " |")
+  lines += _crop_lines(rows)
   lines += ["", "| cell | data | seeds | epochs | lr | accuracy % | AUC | sensitivity "
                 "| specificity | ECE | majority % | train min / seed | paper % |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -189,3 +189,23 @@ def test_a_run_started_from_another_says_so_in_the_tables():
   assert paper_table2._init_cell({"init_from": {"from": "keras x.h5"}}) == "keras x.h5"
   assert paper_table2._init_cell({"init_from": None}) is None
   assert paper_table2._init_cell({}) is None
+
+
+def test_cropping_gaps_pair_crop_and_full_cells_of_one_size():
+  """Crop minus full, per model and size, beside the paper's; pairs need both cells, and a
+  longer run of a cell (`@epochs`) or an ensemble row never stands in for the plain cell."""
+  def row(dataset, model, acc, cell=None, kind="seeds"):
+    return {"dataset": dataset, "model": model, "accuracy": acc, "kind": kind,
+            "cell": cell or f"{dataset}_{model}"}
+  rows = [row("hip128_crop", "cnn", 0.90), row("hip128_full", "cnn", 0.80),
+          row("hip128_full", "cnn", 0.99, kind="ensemble"),
+          row("hip256_crop", "resnet", 0.85), row("hip256_full", "resnet", 0.70),
+          row("hip256_full", "resnet", 0.10, cell="hip256_full_resnet@9"),
+          row("hip128_crop", "dbn", 0.75)]  # no full cell: no pair
+  gaps = paper_table2.crop_gaps(rows)
+  assert [(s, m) for s, m, _, _ in gaps] == [(128, "cnn"), (256, "resnet")]
+  assert gaps[0][2] == pytest.approx(10.0) and gaps[0][3] == pytest.approx(89.2 - 82.6)
+  assert gaps[1][2] == pytest.approx(15.0) and gaps[1][3] == pytest.approx(90.1 - 87.5)
+  text = "\n".join(paper_table2._crop_lines(rows))
+  assert "| 128 | cnn | +10.0 | +6.6 |" in text and "| mean of 2 pairs | | +12.5 | +4.6 |" in text
+  assert paper_table2._crop_lines([row("luna", "cnn", 0.9)]) == []
