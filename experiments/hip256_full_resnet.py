@@ -17,7 +17,7 @@ def get_config():
   # The grid (experiments.paper_table2) starts this cell from its finished hip128_full_resnet
   # on the synthetic hips (progressive resizing): on its own it trains from scratch, which needs
   # more 256 px epochs than these to learn full radiographs. After the resize, 2 epochs left the
-  # full view at 62.5% validation, still rising (the crops: 2 suffice); 4 here.
+  # full view short of the crops, still rising: 4 here (results/synthetic_cpu/hips_v5_study).
   config.synthetic_num_epochs = 4  # ResNet-50 at 256px on 2 CPU cores: minutes per epoch
   # At the paper's 1e-4, a few hundred steps do not fit even the training images; at 1e-3 it
   # learns (results/synthetic_cpu/resnet_lr_study). Real data (data.dir) keep learning_rate.
