@@ -63,6 +63,13 @@ def _resolve_padding(x_shape, kernel_size, strides, padding) -> list[tuple[int, 
   return [tuple(p) for p in padding]
 
 
+def _matmul(x, w):
+  """x [..., k] @ w [k, m] as one 2-D matmul: the leading dimensions flattened first, so that
+  XLA:CPU keeps the gradients' layouts (a 4-D operand made it write each BatchNorm gradient
+  transposed for the kernel gradient's dot: medjax/benchmarks/RESULTS.md). Same values."""
+  return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+
+
 def _shifted_windows(x, kernel_size, strides, pads, pad_value):
   """The kh*kw strided slices of padded `x`, one per kernel offset, in (dy, dx) order."""
   x = jnp.pad(x, [(0, 0), *pads, (0, 0)], constant_values=pad_value)
@@ -110,7 +117,7 @@ def shift_add_conv(x, kernel, pads):
   followed by the sum of each tap's slice, shifted into place."""
   kh, kw, cin, cout = kernel.shape
   n, h, w, _ = x.shape
-  z = x @ kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout)
+  z = _matmul(x, kernel.transpose(2, 0, 1, 3).reshape(cin, kh * kw * cout))
   pads = tuple(tuple(int(v) for v in p) for p in pads)
   return _shift_sum(z.reshape(n, h, w, kh * kw, cout), (kh, kw), pads)
 
@@ -216,10 +223,10 @@ class Conv(nn.Module):
       if (kh, kw) != (1, 1) or any(p != (0, 0) for p in pads):
         raise ValueError("impl='matmul' is for unpadded 1x1 convolutions")
       sh, sw = self.strides
-      y = x[:, ::sh, ::sw, :] @ kernel.reshape(-1, self.features)
+      y = _matmul(x[:, ::sh, ::sw, :], kernel.reshape(-1, self.features))
     elif impl == "im2col":
       cols = jnp.concatenate(_shifted_windows(x, self.kernel_size, self.strides, pads, 0), -1)
-      y = cols @ kernel.reshape(-1, self.features)
+      y = _matmul(cols, kernel.reshape(-1, self.features))
     elif impl == "shift_add":
       if tuple(self.strides) != (1, 1):
         raise ValueError("impl='shift_add' is for stride-1 convolutions")
