@@ -203,10 +203,11 @@ HELP = {
         " ResNet-50); 0: the moving averages as trained (the paper)"),
     "checkpoint_metric": 'validation metric that picks the best checkpoint: or "auc"',
     "checkpoint_interval_seconds": (
-        "an epoch that is not the best so far and not the last is saved only when this many "
-        "seconds have passed since the last save (a crash loses at most that much training); "
-        "0: every epoch. Short epochs (the CNN: seconds on a CPU, less on a GPU) then do not "
-        "spend their time writing checkpoints"),
+        "checkpoints are written at the last epoch and when this many seconds have passed "
+        "since the last save (a crash loses at most that much training); a new best epoch in "
+        "between is held in memory and written at the next save, or as the run stops on an "
+        "error or Ctrl-C; 0: every epoch. Short epochs (the CNN: seconds on a CPU, less on a "
+        "GPU) then do not spend their time writing checkpoints"),
     "dataset": "luna, hip128_crop, hip128_full, hip256_crop or hip256_full",
     "device_resident": (
         "Training split on device, chunks of steps as one jitted scan. None: the platform's "

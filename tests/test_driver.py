@@ -108,8 +108,8 @@ def test_a_diverged_run_never_saves_or_tests_non_finite_weights(tmp_path, stacke
 
 
 def test_the_time_outside_the_steps_is_counted_where_it_is_spent(tmp_path, monkeypatch):
-  # Each checkpoint save is made 0.3 s slower: that time must show as the overhead of the
-  # epoch after the save (a window ends with its epoch's metrics line), and in the run's total
+  # Each checkpoint save (every epoch: interval 0) is made 0.3 s slower: that time must show
+  # as the overhead of the epoch after the save (a window ends with its epoch's metrics line), and in the run's total
   # with the last save; resuming keeps the totals of the epochs before.
   import time
   from medjax.train import driver
@@ -120,7 +120,7 @@ def test_the_time_outside_the_steps_is_counted_where_it_is_spent(tmp_path, monke
     time.sleep(0.3)
 
   monkeypatch.setattr(driver, "_save", slow_save)
-  first = runner.run(_config(num_epochs=2), str(tmp_path))
+  first = runner.run(_config(num_epochs=2, checkpoint_interval_seconds=0.0), str(tmp_path))
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert lines[0]["overhead"]["checkpoint"] < 0.3 <= lines[1]["overhead"]["checkpoint"]
   for line in lines:
@@ -132,37 +132,67 @@ def test_the_time_outside_the_steps_is_counted_where_it_is_spent(tmp_path, monke
   assert total["epochs"] == 2 and total["overhead"]["checkpoint"] >= 0.6
   assert total["step_seconds"] == pytest.approx(sum(l["step_seconds"] for l in lines), rel=1e-3)
   assert total["overhead_seconds"] >= sum(l["overhead_seconds"] for l in lines) + 0.3
-  more = runner.run(_config(num_epochs=3), str(tmp_path))
+  more = runner.run(_config(num_epochs=3, checkpoint_interval_seconds=0.0), str(tmp_path))
   assert more["epoch_time"]["epochs"] == 3
   assert more["epoch_time"]["overhead"]["checkpoint"] >= 0.6
   assert more["epoch_time"]["step_seconds"] > total["step_seconds"]
 
 
-def test_short_epochs_save_only_the_best_the_last_and_every_interval(tmp_path, monkeypatch):
-  # A learning rate this small never improves on epoch 1's validation accuracy, so only epoch
-  # 1 (the best) and the last are saved within a long interval; interval 0 saves every epoch.
-  # A run killed in between resumes from the last save and trains the lost epochs again.
+def test_a_best_epoch_held_in_memory_is_written_and_tested(tmp_path, monkeypatch):
+  # The validation metric, scripted per epoch, peaks at epoch 2: within a long interval epochs
+  # 1 and 2 are held in turn (2 replaces 1), epoch 2 is written at the last epoch, before it,
+  # and is the checkpoint tested.
   from medjax.train import driver
-  real_save, saved = driver._save, []
+  real_save, real_metrics, saved = driver._save, driver.val_metrics, []
+  scripted = iter([0.5, 0.9, 0.6, 0.7])
 
   def recording_save(member, epoch, *args, **kwargs):
     saved.append(epoch)
     real_save(member, epoch, *args, **kwargs)
 
+  def scripted_metrics(config, labels, probs, metric_name):
+    record, _ = real_metrics(config, labels, probs, metric_name)
+    return record, {metric_name: next(scripted)}
+
   monkeypatch.setattr(driver, "_save", recording_save)
+  monkeypatch.setattr(driver, "val_metrics", scripted_metrics)
+  results = runner.run(_config(num_epochs=4, checkpoint_interval_seconds=1e9), str(tmp_path))
+  assert saved == [2, 4]
+  assert results["checkpoint"]["kind"] == "best" and results["checkpoint"]["epoch"] == 2
+  assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir()
+                if p.name.isdigit()) == [2, 4]
+
+
+def test_short_epochs_save_only_the_best_the_last_and_every_interval(tmp_path, monkeypatch):
+  # A learning rate this small never improves on epoch 1's validation accuracy. Within a long
+  # interval, epoch 1 (the best) is held in memory and written when the last epoch is, before
+  # it; interval 0 saves every epoch as it ends. A run killed in between writes the held best
+  # as it stops, and resumes from it, training the lost epochs again.
+  from medjax.train import driver
+  real_save, real_log, saved, logged = driver._save, driver._log_epoch, [], [0]
+
+  def recording_save(member, epoch, *args, **kwargs):
+    saved.append((epoch, logged[-1]))  # (epoch written, last epoch finished before)
+    real_save(member, epoch, *args, **kwargs)
+
+  def recording_log(task, config, epoch, *args, **kwargs):
+    real_log(task, config, epoch, *args, **kwargs)
+    logged.append(epoch)
+
+  monkeypatch.setattr(driver, "_save", recording_save)
+  monkeypatch.setattr(driver, "_log_epoch", recording_log)
   runner.run(_config(num_epochs=4, learning_rate=1e-12, checkpoint_interval_seconds=0.0),
              str(tmp_path / "every"))
-  assert saved == [1, 2, 3, 4]
-  saved.clear()
+  assert saved == [(1, 0), (2, 1), (3, 2), (4, 3)]
+  saved.clear(), logged.append(0)
   runner.run(_config(num_epochs=4, learning_rate=1e-12, checkpoint_interval_seconds=1e9),
              str(tmp_path / "interval"))
-  assert saved == [1, 4]
+  assert saved == [(1, 3), (4, 3)]
 
-  saved.clear()
-  real_log = driver._log_epoch
+  saved.clear(), logged.append(0)
 
   def killed_after_epoch_3(task, config, epoch, *args, **kwargs):
-    real_log(task, config, epoch, *args, **kwargs)
+    recording_log(task, config, epoch, *args, **kwargs)
     if epoch == 3:
       raise KeyboardInterrupt
 
@@ -171,10 +201,10 @@ def test_short_epochs_save_only_the_best_the_last_and_every_interval(tmp_path, m
   with pytest.raises(KeyboardInterrupt):
     runner.run(_config(num_epochs=4, learning_rate=1e-12, checkpoint_interval_seconds=1e9),
                str(killed))
-  assert saved == [1] and _epochs(killed) == [1, 2, 3]
-  monkeypatch.setattr(driver, "_log_epoch", real_log)
-  saved.clear()
+  assert saved == [(1, 3)] and _epochs(killed) == [1, 2, 3]
+  monkeypatch.setattr(driver, "_log_epoch", recording_log)
+  saved.clear(), logged.append(0)
   results = runner.run(_config(num_epochs=4, learning_rate=1e-12,
                                checkpoint_interval_seconds=1e9), str(killed))
-  assert saved == [4] and _epochs(killed) == [1, 2, 3, 4]  # epochs 2-3 trained again
+  assert saved == [(4, 3)] and _epochs(killed) == [1, 2, 3, 4]  # epochs 2-3 trained again
   assert results["epochs"] == 4

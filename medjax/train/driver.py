@@ -63,6 +63,8 @@ class Member:
   ckpts: Checkpoints | None = None
   meta: dict[str, Any] = dataclasses.field(default_factory=dict)
   events: Any = None  # medjax.tensorboard.EventWriter
+  # (epoch, state, meta, metrics) of a best epoch held in memory until the next save
+  pending: tuple | None = None
 
 
 @dataclasses.dataclass
@@ -143,7 +145,10 @@ def _check_finite(task: Task, members, chunk: list[dict], done: int, epoch: int,
 
 
 def _last_good(members) -> str:
-  last = members[0].ckpts.latest_epoch
+  """The checkpoint to resume from: the latest written, or the best epoch held in memory
+  (written as the run stops)."""
+  held = members[0].pending
+  last = held[0] if held is not None else members[0].ckpts.latest_epoch
   return members[0].ckpts.path(last) if last is not None else "none (failed in epoch 1)"
 
 
@@ -348,15 +353,25 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
         m.meta.update(meta)
         records.append(record)
         saves.append((m, meta, ckpt_metrics))
-      # One decision for all members (stacked seeds must resume from the same epoch): a new
-      # best of any member, the last epoch, or checkpoint_interval_seconds since the last save.
+      # One decision for all members (stacked seeds must resume from the same epoch): write at
+      # the last epoch, when stopping, or checkpoint_interval_seconds after the last save. A
+      # new best in between is copied and written at the next save, before that epoch's own.
       stopping = bool(patience and val_probs is not None and min(since_best) >= patience)
-      if (epoch == config.num_epochs or stopping or 0 in since_best
-          or time.perf_counter() - last_save >= config.get("checkpoint_interval_seconds", 0)):
-        with clock.timed("checkpoint"):
+      with clock.timed("checkpoint"):
+        if (epoch == config.num_epochs or stopping
+            or time.perf_counter() - last_save >= config.get("checkpoint_interval_seconds", 0)):
           for i, (m, meta, ckpt_metrics) in enumerate(saves):
+            if m.pending is not None and since_best[i] != 0:  # not superseded by this epoch
+              _save(m, *m.pending)
+            m.pending = None
             _save(m, epoch, unstack(state, i) if task.stacked else state, meta, ckpt_metrics)
-        last_save = time.perf_counter()
+          last_save = time.perf_counter()
+        elif val_probs is not None:
+          for i, (m, meta, ckpt_metrics) in enumerate(saves):
+            if since_best[i] == 0:  # the next step donates `state`: keep a copy
+              member_state = unstack(state, i) if task.stacked else state
+              m.pending = (epoch, jax.tree.map(jnp.copy, member_state), dict(meta),
+                           ckpt_metrics)
       with clock.timed("epoch_end"):
         if task.on_epoch_end is not None:
           task.on_epoch_end(epoch, state)
@@ -376,12 +391,28 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
     for m in members:
       if m.meta.get("epoch_time"):
         m.meta["epoch_time"] = epoch_time.accumulate(m.meta["epoch_time"], tail)
-  finally:  # an error or Ctrl-C never abandons a checkpoint half-written
+  finally:  # an error or Ctrl-C never abandons a checkpoint half-written, nor an unsaved best
     progress.close()
     profiler.stop()  # a window reaching past the run's last step
+    _save_pending(members)
     for m in members:
       _wait(m)
   return state
+
+
+def _save_pending(members: Sequence[Member]) -> None:
+  """Writes the best epochs still held in memory when a run stops between saves (an error or
+  Ctrl-C); a failure to write them is logged, not raised over the error that stopped the run."""
+  for m in members:
+    p, m.pending = m.pending, None
+    if p is None:
+      continue
+    try:
+      _save(m, *p)
+      log.info("saved the best epoch %d, held since the last checkpoint, in %s", p[0],
+               m.ckpts.path(p[0]))
+    except Exception as e:  # noqa: BLE001 - the error that stopped the run comes first
+      log.error("could not save the best epoch %d held in memory: %s", p[0], e)
 
 
 def _save(member: Member, epoch: int, state, meta, metrics) -> None:
