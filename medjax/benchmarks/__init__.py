@@ -5,6 +5,9 @@
     pipeline          the tf.data input path alone (host side, imports TensorFlow)
     rbm               RBM pretraining (CD-1, PCD-1) against scikit-learn's `BernoulliRBM`
     torch_reference   the same networks and steps in PyTorch, for the same machine
+    op_profile        where a step's time goes, op by op (profiler trace + compiled HLO)
+    gemm              ResNet-50's 1x1-convolution matmuls, jax vs PyTorch, and the
+                      memory bandwidth
     flops             model FLOPs counted from a jaxpr (a library, no command)
 
 Measured figures: `RESULTS.md` and `rbm.md` beside this file. Each module's `main(argv)` parses
