@@ -56,7 +56,10 @@ def default_workers() -> int:
   return max(1, min(os.cpu_count() or 1, 8))
 
 
-CACHE_MIN_COMPILE_SECONDS = 1.0  # programs that compile faster are not written to the cache
+# Programs that compile faster are not written to the cache. 0: all are (JAX's default, 1 s,
+# left the DBN's many small programs to compile again in every process; the measured warm
+# starts and cache sizes are in medjax/benchmarks/RESULTS.md).
+CACHE_MIN_COMPILE_SECONDS = 0.0
 
 
 def enable_compilation_cache() -> None:

@@ -179,7 +179,9 @@ def _check_weights(task: Task, members, state, done: int, epoch: int,
                    steps_per_epoch: int) -> None:
   """Stops on NaN/Inf anywhere in the state (weights, optimizer moments, batch statistics): an
   update can break the weights while the loss and gradient of its step are still finite, and
-  such a state must never be saved, chosen as the best or tested."""
+  such a state must never be saved, chosen as the best or tested. Run once an epoch, after its
+  last step (a pass over the whole state: 1-2 ms per call for the CNN, 1% of its 1-second
+  epoch if run at every chunk of steps)."""
   who = _non_finite(task, members, state)
   if who is not None:
     raise NonFiniteLossError(
@@ -294,12 +296,13 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
         warm, t_chunk = True, now
         _check_finite(task, members, chunk, len(history), epoch, steps)
         history.extend(chunk)
-        _check_weights(task, members, state, len(history), epoch, steps)
         progress.update(epoch, len(history), len(chunk), {
             label: "/".join(f"{v:.4f}" for v in np.atleast_1d(
                 np.mean([np.asarray(h[key], np.float64) for h in history], axis=0)))
             for label, key in task.shown})
         clock.add("checks", time.perf_counter() - now)
+      with clock.timed("checks"):  # once an epoch, before anything validates or saves it
+        _check_weights(task, members, state, len(history), epoch, steps)
       t_train = time.perf_counter() - t0
 
       if task.refresh_stats is not None:
@@ -370,8 +373,7 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
           for i, (m, meta, ckpt_metrics) in enumerate(saves):
             if since_best[i] == 0:  # the next step donates `state`: keep a copy
               member_state = unstack(state, i) if task.stacked else state
-              m.pending = (epoch, jax.tree.map(jnp.copy, member_state), dict(meta),
-                           ckpt_metrics)
+              m.pending = (epoch, _copy(member_state), dict(meta), ckpt_metrics)
       with clock.timed("epoch_end"):
         if task.on_epoch_end is not None:
           task.on_epoch_end(epoch, state)
@@ -398,6 +400,12 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
     for m in members:
       _wait(m)
   return state
+
+
+@jax.jit
+def _copy(tree):
+  """A copy of every array of `tree` (one program, not one per shape)."""
+  return jax.tree.map(jnp.copy, tree)
 
 
 def _save_pending(members: Sequence[Member]) -> None:
