@@ -1,4 +1,5 @@
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -102,6 +103,29 @@ def test_pointwise_conv_as_matmul_matches_lax_values_and_gradients(size, stride,
   with pytest.raises(ValueError, match="unpadded 1x1"):
     Conv(7, (3, 3), impl="matmul").apply(
         Conv(7, (3, 3)).init(jax.random.key(0), x), x)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's layout choice")
+def test_a_resnet_train_step_keeps_the_gradients_in_the_forward_layout():
+  # With 4-D operands to the 1x1 convolutions' matmuls XLA:CPU wrote each BatchNorm gradient
+  # transposed ([channels, batch, h, w]) for the kernel gradient's dot: 558 of 1807 thread-ms
+  # of a ResNet-50 step at 128 px (medjax/benchmarks/RESULTS.md). The layers flatten to 2-D
+  # matmuls, so no BatchNorm gradient of the compiled step is transposed.
+  import optax
+  from medjax.benchmarks import op_profile
+  from medjax.train import supervised
+  from medjax.train.state import create_train_state
+  model = create_model("resnet", size="tiny", num_classes=2)
+  tx = optax.adam(1e-4)
+  state = create_train_state(model, tx, jax.random.key(0), (32, 32, 1))
+  step = functools.partial(supervised.train_step, model=model, tx=tx, augment=None)
+  batch = {"image": jnp.zeros((6, 32, 32, 1), jnp.uint8), "label": jnp.zeros((6,), jnp.int32)}
+  ops = op_profile.parse_hlo(
+      jax.jit(step).lower(state, batch, jax.random.key(1)).compile().as_text())
+  transposes = [o["op_name"] for name, o in ops.items()
+                if name != "_computations" and o["opcode"] == "transpose"]
+  assert not [t for t in transposes if "transpose(jvp(ResNet))" in t and re.search(
+      r"/(BatchNorm_\d+|\w*_norm)/[^/]*$", t)]
 
 
 @settings(max_examples=12, deadline=None)
