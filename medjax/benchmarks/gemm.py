@@ -149,8 +149,8 @@ def report(rows: list[dict], copy: dict, torch_ok: bool) -> str:
   for kind, _ in names:
     t = f"jax {totals[('jax', kind)]:.1f} ms"
     if torch_ok:
-      t += (f", PyTorch {totals[('torch', kind)]:.1f} ms (jax / PyTorch "
-            f"{totals[('jax', kind)] / totals[('torch', kind)]:.2f})")
+      t += (f", PyTorch {totals[('torch', kind)]:.1f} ms (jax takes "
+            f"{totals[('jax', kind)] / totals[('torch', kind)]:.2f}x PyTorch's time)")
     lines.append(f"- one step's {kind.replace('_', ' ')} matmuls ({gflop:.1f} GFLOP): {t}")
   c = f"- copy ({copy['mib']} MiB, read + write): jax {copy['jax_gbps']:.1f} GB/s"
   if torch_ok:
