@@ -163,6 +163,31 @@ def test_a_best_epoch_held_in_memory_is_written_and_tested(tmp_path, monkeypatch
                 if p.name.isdigit()) == [2, 4]
 
 
+def test_a_held_best_that_cannot_be_written_never_hides_the_error_that_stopped_the_run(
+    tmp_path, monkeypatch, caplog):
+  # Epoch 1 (the only best) is held; the run is interrupted after epoch 2 and the held epoch's
+  # write fails as the run stops: the failure is logged, the interrupt is what the caller sees.
+  from medjax.train import driver
+  real_log = driver._log_epoch
+
+  def failing_save(member, epoch, *args, **kwargs):
+    raise OSError(f"cannot write epoch {epoch}")
+
+  def killed_after_epoch_2(task, config, epoch, *args, **kwargs):
+    real_log(task, config, epoch, *args, **kwargs)
+    if epoch == 2:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(driver, "_save", failing_save)
+  monkeypatch.setattr(driver, "_log_epoch", killed_after_epoch_2)
+  with caplog.at_level("ERROR", logger="medjax.train.driver"):
+    with pytest.raises(KeyboardInterrupt):
+      runner.run(_config(num_epochs=4, learning_rate=1e-12, checkpoint_interval_seconds=1e9),
+                 str(tmp_path))
+  assert "could not save the best epoch 1 held in memory: cannot write epoch 1" in caplog.text
+  assert _epochs(tmp_path) == [1, 2]
+
+
 def test_short_epochs_save_only_the_best_the_last_and_every_interval(tmp_path, monkeypatch):
   # A learning rate this small never improves on epoch 1's validation accuracy. Within a long
   # interval, epoch 1 (the best) is held in memory and written when the last epoch is, before
