@@ -180,8 +180,8 @@ def _check_weights(task: Task, members, state, done: int, epoch: int,
   """Stops on NaN/Inf anywhere in the state (weights, optimizer moments, batch statistics): an
   update can break the weights while the loss and gradient of its step are still finite, and
   such a state must never be saved, chosen as the best or tested. Run once an epoch, after its
-  last step (a pass over the whole state: 1-2 ms per call for the CNN, 1% of its 1-second
-  epoch if run at every chunk of steps)."""
+  last step: a pass over the whole state, a visible part of a short epoch if run at every chunk
+  of steps (medjax/benchmarks/RESULTS.md)."""
   who = _non_finite(task, members, state)
   if who is not None:
     raise NonFiniteLossError(
@@ -372,8 +372,8 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
         elif val_probs is not None:
           for i, (m, meta, ckpt_metrics) in enumerate(saves):
             if since_best[i] == 0:  # the next step donates `state`: keep a copy
-              member_state = unstack(state, i) if task.stacked else state
-              m.pending = (epoch, _copy(member_state), dict(meta), ckpt_metrics)
+              held = unstack(state, i) if task.stacked else _copy(state)  # unstack copies
+              m.pending = (epoch, held, dict(meta), ckpt_metrics)
       with clock.timed("epoch_end"):
         if task.on_epoch_end is not None:
           task.on_epoch_end(epoch, state)
