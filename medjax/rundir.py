@@ -500,7 +500,7 @@ class RunDir:
       return
     with open(path) as f:
       lines = [line for line in f if line.strip()]
-    kept, damaged = [], []
+    kept, damaged, later = [], [], []
     for n, line in enumerate(lines, 1):
       try:
         epoch = json.loads(line)["epoch"]
@@ -509,6 +509,12 @@ class RunDir:
         continue
       if epoch <= last_epoch:
         kept.append(line if line.endswith("\n") else line + "\n")
+      else:
+        later.append(epoch)
+    if later:  # logged, but the run stopped before a checkpoint held them: they train again
+      log.info("%s: %d logged %s after the last checkpoint (epoch %d) %s dropped; %s again",
+               path, len(later), "epoch" if len(later) == 1 else "epochs", last_epoch,
+               "is" if len(later) == 1 else "are", "it trains" if len(later) == 1 else "they train")
     cut_short = bool(damaged) and damaged[-1][0] == len(lines)
     if len(damaged) > cut_short:  # damaged lines between intact ones: kept aside, not lost
       aside = path + ".damaged"

@@ -13,14 +13,16 @@ pytestmark = pytest.mark.slow  # end-to-end training runs
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARGS = ["--config.smoke=True", "--config.num_epochs=6", "--config.log_every=2",
-        "--config.model_size=full", "--config.data.max_train=600"]
+EPOCHS = 30  # a smoke CNN epoch takes tens of ms: enough of them that the kill lands mid-run
+ARGS = ["--config.smoke=True", f"--config.num_epochs={EPOCHS}", "--config.log_every=2",
+        "--config.model_size=full", "--config.data.max_train=600",
+        "--config.checkpoint_interval_seconds=0"]  # a checkpoint every epoch: one to resume from
 
 
-def _run(workdir, cwd, **kw):
-  return subprocess.Popen([sys.executable, "-m", "experiments.luna_cnn", *ARGS,
+def _run(workdir, cwd, *extra):
+  return subprocess.Popen([sys.executable, "-m", "experiments.luna_cnn", *ARGS, *extra,
                            f"--workdir={workdir}"], cwd=cwd, env=dict(os.environ, PYTHONPATH=ROOT),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _epochs_done(workdir):
@@ -28,38 +30,76 @@ def _epochs_done(workdir):
   return len(open(path).read().splitlines()) if os.path.exists(path) else 0
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
-  straight = _run(tmp_path / "straight", tmp_path)
-  out, _ = straight.communicate(timeout=600)
-  assert straight.returncode == 0, out[-3000:]
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+  """An uninterrupted run: the reference every killed-and-rerun run must equal."""
+  root = tmp_path_factory.mktemp("resume")
+  proc = _run(root / "straight", root)
+  out, _ = proc.communicate(timeout=600)
+  assert proc.returncode == 0, out[-3000:]
+  return root / "straight"
 
-  workdir = tmp_path / "killed"
-  proc = _run(workdir, tmp_path)
+
+def _kill_after(workdir, cwd, epochs, *extra):
+  """Starts a run and SIGKILLs it just after its `epochs`-th metrics line; returns the number
+  of epochs it had logged."""
+  proc = _run(workdir, cwd, *extra)
   deadline = time.time() + 600
-  while _epochs_done(workdir) < 2 and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.05)
-  time.sleep(0.3)  # into the next epoch (or its checkpoint write)
-  assert proc.poll() is None, "the run finished before it could be killed"
+  while _epochs_done(workdir) < epochs and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.005)
+  time.sleep(0.02)  # into the next epoch (or its checkpoint write)
+  # Freeze the process before looking, so that what is seen is what the kill interrupts: an
+  # epoch takes tens of ms here, and a sleep-then-kill once let the whole run finish between
+  # the look and the kill.
+  proc.send_signal(signal.SIGSTOP)
+  assert proc.poll() is None, "the run finished before it could be stopped"
+  logged = _epochs_done(workdir)
+  assert epochs <= logged < EPOCHS and not os.path.exists(workdir / "results.json")
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  assert not os.path.exists(workdir / "results.json")
+  return logged
 
+
+def _assert_same_run(a, b):
+  """Two workdirs hold the same run: test metrics, predictions, each epoch's metrics line once,
+  and TensorBoard scalars (each epoch once: what a killed run logged is hidden)."""
+  from test_tensorboard import read_events
+  assert json.loads((a / "results.json").read_text())["test"] == \
+      json.loads((b / "results.json").read_text())["test"]  # bit-for-bit the same predictions
+  assert (a / "predictions.csv").read_text() == (b / "predictions.csv").read_text()
+  lines = [[json.loads(l) for l in (w / "metrics.jsonl").read_text().splitlines()] for w in (a, b)]
+  assert [l["epoch"] for l in lines[1]] == list(range(1, EPOCHS + 1))
+  for key in ("train_loss", "val_accuracy"):
+    assert [l[key] for l in lines[0]] == [l[key] for l in lines[1]]
+  scalars = [read_events(str(w / "events"))[0] for w in (a, b)]
+  assert scalars[1].keys() == scalars[0].keys() and "val_accuracy" in scalars[1]
+  for tag in scalars[0]:
+    assert [s for s, _ in scalars[1][tag]] == list(range(1, EPOCHS + 1)), tag
+  for tag in ("train_loss", "val_accuracy"):  # others are timings
+    assert scalars[1][tag] == scalars[0][tag], tag
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(straight, tmp_path):
+  workdir = tmp_path / "killed"
+  _kill_after(workdir, tmp_path, 2)
   resumed = _run(workdir, tmp_path)
   out, _ = resumed.communicate(timeout=600)
   assert resumed.returncode == 0, out[-3000:]
   assert "resuming from" in out
+  _assert_same_run(straight, workdir)
 
-  a = json.loads((tmp_path / "straight" / "results.json").read_text())
-  b = json.loads((workdir / "results.json").read_text())
-  assert a["test"] == b["test"]  # bit-for-bit the same predictions' metrics
-  assert (tmp_path / "straight" / "predictions.csv").read_text() == \
-      (workdir / "predictions.csv").read_text()
-  epochs = [json.loads(l)["epoch"] for l in (workdir / "metrics.jsonl").read_text().splitlines()]
-  assert epochs == [1, 2, 3, 4, 5, 6]
-  for key in ("train_loss", "val_accuracy"):
-    assert [json.loads(l)[key] for l in (workdir / "metrics.jsonl").read_text().splitlines()] \
-        == [json.loads(l)[key] for l in
-            (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+
+def test_killed_before_its_first_checkpoint_reruns_from_scratch_saying_so(straight, tmp_path):
+  # checkpoints every 60 s: a run killed after 2 of its ~50 ms epochs has none to resume from
+  workdir = tmp_path / "killed"
+  logged = _kill_after(workdir, tmp_path, 2, "--config.checkpoint_interval_seconds=60")
+  assert not [n for n in os.listdir(workdir / "checkpoints") if n.isdigit()]
+  rerun = _run(workdir, tmp_path)
+  out, _ = rerun.communicate(timeout=600)
+  assert rerun.returncode == 0, out[-3000:]
+  assert "resuming from" not in out
+  assert f"{logged} logged epochs after the last checkpoint (epoch 0) are dropped" in out
+  _assert_same_run(straight, workdir)
 
 
 def test_non_finite_loss_stops_naming_step_epoch_and_last_checkpoint(tmp_path, monkeypatch):

@@ -31,7 +31,9 @@ def read_events(logdir):
 
 
 def _parse_records(logdir):
-  """TFRecord framing (length, crc, data, crc) and tensorboardX's Event proto."""
+  """TFRecord framing (length, crc, data, crc) and tensorboardX's Event proto. A SessionLog
+  START at step s (a resumed run's purge_step) hides what came before at steps >= s, as
+  TensorBoard's EventAccumulator does."""
   from tensorboardX.proto import event_pb2
   scalars, images = {}, {}
   for path in tensorboard.event_files(logdir):
@@ -41,6 +43,9 @@ def _parse_records(logdir):
       (n,) = struct.unpack("<Q", data[pos:pos + 8])
       event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + n])
       pos += 12 + n + 4
+      if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+        for series in (*scalars.values(), *images.values()):
+          series[:] = [e for e in series if e[0] < event.step]
       for v in event.summary.value:
         if v.HasField("simple_value"):
           scalars.setdefault(v.tag, []).append((event.step, v.simple_value))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import sys
 import time
 from typing import Any, Callable, Sequence
@@ -113,7 +114,8 @@ def restore(members: Sequence[Member], state, *, stacked: bool = False) -> tuple
       log.info("resuming from %s (epoch %d of %d)", m.ckpts.path(m.meta["epoch"]),
                m.meta["epoch"], m.config.num_epochs)
     m.run.truncate_metrics(m.meta["epoch"])
-    if m.events is not None and m.meta["epoch"]:
+    if m.events is not None and (m.meta["epoch"] or (os.path.isdir(m.events.logdir)
+                                                      and os.listdir(m.events.logdir))):
       m.events.purge_step = m.meta["epoch"] + 1  # hide events a killed run logged after it
     restored.append(s)
     epochs.append(m.meta["epoch"])
@@ -364,6 +366,8 @@ def fit(task: Task, members: Sequence[Member], state, start_epoch: int, dataset)
         if (epoch == config.num_epochs or stopping
             or time.perf_counter() - last_save >= config.get("checkpoint_interval_seconds", 0)):
           for i, (m, meta, ckpt_metrics) in enumerate(saves):
+            if m.events is not None:  # what a resume keeps of TensorBoard is on disk with it
+              m.events.flush()
             if m.pending is not None and since_best[i] != 0:  # not superseded by this epoch
               _save(m, *m.pending)
             m.pending = None
