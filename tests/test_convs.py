@@ -5,37 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import linen as nn
+from test_gemm import traced_conv_shapes
 
 from medjax.benchmarks import convs
-from medjax.models import create_model
-from medjax.models.layers import Conv
-
-
-def _traced_spatial_shapes(image_size, batch_size):
-  """{(batch, side, in, out, k, stride): count} of the non-1x1 Conv calls of a ResNet-50."""
-  found = {}
-
-  def record(next_fun, args, kwargs, context):
-    module = context.module
-    if isinstance(module, Conv) and tuple(module.kernel_size) != (1, 1):
-      x = args[0]
-      key = (x.shape[0], x.shape[1], x.shape[-1], module.features, module.kernel_size[0],
-             module.strides[0])
-      found[key] = found.get(key, 0) + 1
-    return next_fun(*args, **kwargs)
-
-  model = create_model("resnet", num_classes=2)
-  x = jnp.zeros((batch_size, image_size, image_size, 1))
-  with nn.intercept_methods(record):
-    jax.eval_shape(lambda x: model.init(jax.random.key(0), x), x)
-  return found
 
 
 @pytest.mark.parametrize("image_size", [50, 128])
 def test_the_shapes_are_resnet50s_spatial_convolutions(image_size):
   shapes = convs.spatial_shapes(image_size, 20)
-  assert shapes == _traced_spatial_shapes(image_size, 20)
+  assert shapes == traced_conv_shapes(image_size, 20, pointwise=False)
   assert sum(shapes.values()) == 17  # the stem and one 3x3 per bottleneck
 
 

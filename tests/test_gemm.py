@@ -11,17 +11,21 @@ from medjax.models import create_model
 from medjax.models.layers import Conv
 
 
-def _traced_pointwise_shapes(image_size, batch_size):
-  """{(P, in, out): count} of the 1x1 Conv calls of a ResNet-50 forward, read by tracing it."""
+def traced_conv_shapes(image_size, batch_size, pointwise):
+  """{key: count} of the Conv calls of a ResNet-50 forward (1x1 ones if `pointwise`, else the
+  others), read by tracing it. 1x1 key: (P, in, out), P the output pixels of the batch; others:
+  (batch, input side, in, out, kernel, stride)."""
   found = {}
 
   def record(next_fun, args, kwargs, context):
     module = context.module
-    if isinstance(module, Conv) and tuple(module.kernel_size) == (1, 1):
-      x = args[0]
-      s = module.strides[0]
-      p = x.shape[0] * (-(-x.shape[1] // s)) * (-(-x.shape[2] // s))
-      key = (p, x.shape[-1], module.features)
+    if isinstance(module, Conv) and (tuple(module.kernel_size) == (1, 1)) == pointwise:
+      x, s = args[0], module.strides[0]
+      if pointwise:
+        key = (x.shape[0] * (-(-x.shape[1] // s)) * (-(-x.shape[2] // s)), x.shape[-1],
+               module.features)
+      else:
+        key = (x.shape[0], x.shape[1], x.shape[-1], module.features, module.kernel_size[0], s)
       found[key] = found.get(key, 0) + 1
     return next_fun(*args, **kwargs)
 
@@ -35,7 +39,7 @@ def _traced_pointwise_shapes(image_size, batch_size):
 @pytest.mark.parametrize("image_size", [50, 128])
 def test_the_shapes_are_resnet50s_pointwise_convolutions(image_size):
   shapes = gemm.pointwise_shapes(image_size, 20)
-  assert shapes == _traced_pointwise_shapes(image_size, 20)
+  assert shapes == traced_conv_shapes(image_size, 20, pointwise=True)
   assert sum(shapes.values()) == 36  # 16 bottlenecks x 2, and 4 projections
 
 

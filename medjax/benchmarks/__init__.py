@@ -8,6 +8,7 @@
     op_profile        where a step's time goes, op by op (profiler trace + compiled HLO)
     gemm              ResNet-50's 1x1-convolution matmuls, jax vs PyTorch, and the
                       memory bandwidth
+    convs             ResNet-50's stem and 3x3 convolutions, medjax vs XLA's own vs PyTorch
     flops             model FLOPs counted from a jaxpr (a library, no command)
 
 Measured figures: `RESULTS.md` and `rbm.md` beside this file. Each module's `main(argv)` parses
@@ -90,3 +91,30 @@ def machine() -> dict:
   return {"python": platform.python_version(), "host": platform.machine(), "cpu": cpu_model(),
           "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
           "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def optional_torch(wanted: bool, threads: int):
+  """PyTorch for a side-by-side comparison, on `threads` threads (0: the CPU count); None if
+  not `wanted` or not installed (said once)."""
+  if not wanted:
+    return None
+  try:
+    import torch  # optional: the comparison
+  except ImportError:
+    print("# PyTorch is not installed: jax only (pip install torch)")
+    return None
+  torch.set_num_threads(threads or os.cpu_count() or 1)
+  return torch
+
+
+def comparison_env(torch) -> dict:
+  """machine() with the jax and (if any) PyTorch versions and PyTorch's thread count."""
+  import jax
+  return {"jax": jax.__version__, **machine(), "torch": getattr(torch, "__version__", None),
+          "torch_threads": torch.get_num_threads() if torch is not None else None}
+
+
+def comparison_header(env: dict) -> str:
+  """"<cpu>, jax <version>[, torch <version> (<n> threads)]" for a report's first line."""
+  return (f"{env['cpu']}, jax {env['jax']}"
+          + (f", torch {env['torch']} ({env['torch_threads']} threads)" if env["torch"] else ""))

@@ -17,7 +17,6 @@ step: the image needs none). Measured figures: `medjax/benchmarks/RESULTS.md`.
 
 from __future__ import annotations
 
-import os
 
 import jax
 import jax.numpy as jnp
@@ -145,27 +144,17 @@ def report(rows: list[dict], libs: tuple[str, ...]) -> str:
 
 def main(argv=None) -> dict:
   fv = cli.parse_flags(define_flags, argv, __doc__)
-  torch = None
-  if fv.torch:
-    try:
-      import torch  # optional: the comparison
-    except ImportError:
-      print("# PyTorch is not installed: jax only (pip install torch)")
-    else:
-      torch.set_num_threads(fv.threads or os.cpu_count() or 1)
+  torch = benchmarks.optional_torch(fv.torch, fv.threads)
   libs = IMPLS + (("torch",) if torch is not None else ())
   rows = []
   for key, count in spatial_shapes(fv.image_size, fv.batch_size).items():
     row = time_shape(*key, repeats=fv.repeats, windows=fv.windows, torch=torch)
     row["count"] = count
     rows.append(row)
-  env = {"jax": jax.__version__, **benchmarks.machine(),
-         "torch": getattr(torch, "__version__", None),
-         "torch_threads": torch.get_num_threads() if torch is not None else None}
+  env = benchmarks.comparison_env(torch)
   print(f"# ResNet-50 stem and 3x3 convolutions at {fv.image_size}x{fv.image_size}, batch "
         f"{fv.batch_size}, float32; auto = medjax's layer as a step runs it, lax = XLA's "
-        f"convolution; {env['cpu']}, jax {env['jax']}"
-        + (f", torch {env['torch']} ({env['torch_threads']} threads)" if torch else ""))
+        f"convolution; {benchmarks.comparison_header(env)}")
   print(report(rows, libs), flush=True)
   result = {"shapes": rows, "totals_ms": totals(rows, libs)}
   benchmarks.write_results(fv.out, env, define_flags, fv, [result])

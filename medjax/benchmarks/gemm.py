@@ -20,7 +20,6 @@ Measured figures: `medjax/benchmarks/RESULTS.md`.
 
 from __future__ import annotations
 
-import os
 import statistics
 
 import jax
@@ -161,14 +160,7 @@ def report(rows: list[dict], copy: dict, torch_ok: bool) -> str:
 
 def main(argv=None) -> dict:
   fv = cli.parse_flags(define_flags, argv, __doc__)
-  torch = None
-  if fv.torch:
-    try:
-      import torch  # optional: the comparison
-    except ImportError:
-      print("# PyTorch is not installed: jax only (pip install torch)")
-    else:
-      torch.set_num_threads(fv.threads or os.cpu_count() or 1)
+  torch = benchmarks.optional_torch(fv.torch, fv.threads)
   shapes = pointwise_shapes(fv.image_size, fv.batch_size)
   rows = []
   for (p, cin, cout), count in sorted(shapes.items(), key=lambda kv: (-kv[0][0], kv[0][1:])):
@@ -177,12 +169,9 @@ def main(argv=None) -> dict:
     rows.append(row)
   copy = copy_bandwidth(fv.copy_mib, repeats=max(1, fv.repeats // 2), windows=fv.windows,
                         torch=torch)
-  env = {"jax": jax.__version__, **benchmarks.machine(),
-         "torch": getattr(torch, "__version__", None),
-         "torch_threads": torch.get_num_threads() if torch is not None else None}
+  env = benchmarks.comparison_env(torch)
   print(f"# ResNet-50 1x1 convolutions at {fv.image_size}x{fv.image_size}, batch "
-        f"{fv.batch_size}, float32; {env['cpu']}, jax {env['jax']}"
-        + (f", torch {env['torch']} ({env['torch_threads']} threads)" if torch else ""))
+        f"{fv.batch_size}, float32; {benchmarks.comparison_header(env)}")
   print(report(rows, copy, torch is not None), flush=True)
   result = {"shapes": rows, "copy": copy}
   benchmarks.write_results(fv.out, env, define_flags, fv, [result])
