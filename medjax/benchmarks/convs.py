@@ -4,15 +4,16 @@ PyTorch, one layer at a time, forward and both gradients.
     python -m medjax.benchmarks.convs --image_size=128 --batch_size=20 [--out=convs.json]
 
 `medjax.benchmarks.gemm` times the 1x1 convolutions (plain matmuls on a CPU); this times the
-others, each as `medjax.models.layers.Conv` computes it in a train step on this platform ("auto":
-on a CPU, XLA's convolution forward and for the input gradient, the kernel gradient by one
-matmul per tap, or im2col on small maps) and, as a second jax column, XLA's own convolution for
-all three ("lax"), against PyTorch's `conv2d` and `convolution_backward` (oneDNN, NCHW as
-`medjax.benchmarks.torch_reference` runs them, `--threads` threads). For every distinct
-(input side, in, out, kernel, stride) of torchvision's ResNet-50 at the given image size (count:
-how many layers of one step have it), the median of `--windows` windows of `--repeats` calls,
-summed over the network as one train step has them (the stem's input gradient is not part of a
-step: the image needs none). Measured figures: `medjax/benchmarks/RESULTS.md`.
+others, each as `medjax.models.layers.Conv` computes it in a train step on this platform
+("auto": on a CPU, XLA's convolution forward and for the input gradient and the kernel gradient
+by matmuls, one per tap or one im2col matmul for the 1-channel stem; all three by im2col on the
+smallest maps) and, as a second jax column, XLA's own convolution for all three ("lax"), against
+PyTorch's `conv2d` and `convolution_backward` (oneDNN, NCHW as
+`medjax.benchmarks.torch_reference` runs them, `--threads` threads). For every distinct (input
+side, in, out, kernel, stride) of torchvision's ResNet-50 at the given image size (count: how
+many layers of one step have it), the median of `--windows` windows of `--repeats` calls, summed
+over the network as one train step has them (the stem's input gradient is not part of a step:
+the image needs none). Measured figures: `medjax/benchmarks/RESULTS.md`.
 """
 
 from __future__ import annotations
