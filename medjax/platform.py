@@ -3,7 +3,8 @@
 XLA:CPU and accelerators want different formulations of the same computation (measured in
 `medjax/benchmarks/RESULTS.md`):
 - `cpu_layers`: convolutions as matmuls where XLA:CPU is slow (`medjax.models.layers`, the
-  SGAN's `ConvTranspose4x4` gradients),
+  SGAN's `ConvTranspose4x4` gradients), and `xla_kernel_grad_min_output_pixels`: where, by CPU
+  vendor, XLA's own kernel gradient is the faster,
 - `device_resident_default`: the training split on device, chunks of steps as one `lax.scan`,
 - `stack_seeds_default`: seeds of a CNN/ResNet trained together in one vmapped step.
 Each is on for one kind of backend and off for the other. `MEDJAX_PLATFORM=cpu|accelerator`
@@ -39,6 +40,42 @@ def cpu_layers() -> bool:
   """Convolutions and convolution gradients XLA:CPU runs slowly are computed as shifted slices
   + matmuls."""
   return is_cpu()
+
+
+def cpu_vendor() -> str:
+  """The CPU's vendor id as /proc/cpuinfo gives it ('GenuineIntel', 'AuthenticAMD'); '' where
+  unknown. MEDJAX_CPU_VENDOR overrides it (to test a vendor's choices on another machine)."""
+  forced = os.environ.get("MEDJAX_CPU_VENDOR")
+  if forced is not None:
+    return forced
+  global _VENDOR
+  if _VENDOR is None:
+    _VENDOR = ""
+    try:
+      with open("/proc/cpuinfo") as f:
+        for line in f:
+          if line.startswith("vendor_id"):
+            _VENDOR = line.split(":", 1)[1].strip()
+            break
+    except OSError:
+      pass
+  return _VENDOR
+
+
+_VENDOR: str | None = None
+
+# Per CPU vendor: stride-1 convolutions with output maps of at least this many pixels keep
+# XLA:CPU's own kernel gradient instead of the tap matmuls. On AMD EPYC (Zen 4) XLA's is twice
+# as fast for ResNet-50's 3x3 convolutions on 32x32 maps, and the steps at 128 and 50 px are
+# faster with it from 8x8 maps on; on Intel Xeon (AVX-512) it is slower. Both are measured in
+# medjax/benchmarks/RESULTS.md (the 2026-12-04 sections).
+XLA_KERNEL_GRAD_MIN_OUTPUT_PIXELS = {"AuthenticAMD": 64}
+
+
+def xla_kernel_grad_min_output_pixels() -> int | None:
+  """On CPU: the output map size from which a stride-1 convolution's kernel gradient is XLA's
+  own (None: never; `medjax.models.layers.Conv`)."""
+  return XLA_KERNEL_GRAD_MIN_OUTPUT_PIXELS.get(cpu_vendor()) if is_cpu() else None
 
 
 def device_resident_default() -> bool:

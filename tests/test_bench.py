@@ -185,6 +185,43 @@ def test_conv_formulations_match_lax_values_and_gradients(impl, shape, features,
                       _values_and_grads(conv("lax").apply, params, x))
 
 
+def test_cpu_vendor_reads_cpuinfo_and_the_override(monkeypatch):
+  monkeypatch.delenv("MEDJAX_CPU_VENDOR", raising=False)
+  with open("/proc/cpuinfo") as f:
+    listed = [l.split(":", 1)[1].strip() for l in f if l.startswith("vendor_id")]
+  assert platform.cpu_vendor() == (listed[0] if listed else "")
+  monkeypatch.setenv("MEDJAX_CPU_VENDOR", "AuthenticAMD")
+  assert platform.cpu_vendor() == "AuthenticAMD"
+  assert platform.xla_kernel_grad_min_output_pixels() == 64
+  monkeypatch.setenv("MEDJAX_CPU_VENDOR", "GenuineIntel")
+  assert platform.xla_kernel_grad_min_output_pixels() is None
+  monkeypatch.setenv("MEDJAX_CPU_VENDOR", "AuthenticAMD")
+  monkeypatch.setenv("MEDJAX_PLATFORM", "accelerator")
+  assert platform.xla_kernel_grad_min_output_pixels() is None
+
+
+def _takes_matmul_kernel_grad(side, strides, vendor, monkeypatch):
+  """Whether Conv(impl='auto') on a side x side map, 40 -> 40 channels, 3x3, computes its
+  kernel gradient by matmuls (a custom_vjp in its jaxpr) on a CPU of `vendor`."""
+  monkeypatch.setenv("MEDJAX_CPU_VENDOR", vendor)
+  monkeypatch.setenv("MEDJAX_PLATFORM", "cpu")
+  x = jnp.ones((1, side, side, 40))
+  conv = Conv(40, (3, 3), strides)
+  params = conv.init(jax.random.key(0), x)
+  return "custom_vjp" in str(jax.make_jaxpr(conv.apply)(params, x))
+
+
+@pytest.mark.parametrize("side,strides,amd,intel", [
+    (8, (1, 1), False, True),    # 64 output pixels: XLA's kernel gradient on AMD
+    (13, (1, 1), False, True),   # ResNet-50's stage 1 at 50 px
+    (7, (1, 1), True, True),     # 49 output pixels: matmuls on both
+    (32, (2, 2), True, True),    # strided (16x16 outputs): matmuls on both
+])
+def test_conv_kernel_gradient_by_cpu_vendor(side, strides, amd, intel, monkeypatch):
+  assert _takes_matmul_kernel_grad(side, strides, "AuthenticAMD", monkeypatch) == amd
+  assert _takes_matmul_kernel_grad(side, strides, "GenuineIntel", monkeypatch) == intel
+
+
 @pytest.mark.slow
 def test_conv_transpose_4x4_gradients_match_flax_conv_transpose():
   x = jax.random.normal(jax.random.key(1), (2, 5, 7, 3))

@@ -183,8 +183,10 @@ class Conv(nn.Module):
   channels, then shifted slices summed), "lax_matmul_grad" (lax, the kernel gradient by
   matmuls) or "auto": on CPU matmul for 1x1, im2col for output maps of at most
   IM2COL_MAX_OUTPUT_PIXELS pixels (IM2COL_STRIDED_MAX_OUTPUT_PIXELS when strided), shift_add
-  for stride-1 convolutions with kh * kw * out <= in channels, lax_matmul_grad for the others
-  with at least MATMUL_GRAD_MIN_FEATURES outputs, else lax; lax on accelerators.
+  for stride-1 convolutions with kh * kw * out <= in channels, lax for stride-1 convolutions on
+  output maps of at least `platform.xla_kernel_grad_min_output_pixels()` (by CPU vendor),
+  lax_matmul_grad for the others with at least MATMUL_GRAD_MIN_FEATURES outputs, else lax; lax
+  on accelerators.
   """
   features: int
   kernel_size: tuple[int, int] = (3, 3)
@@ -214,9 +216,12 @@ class Conv(nn.Module):
           strided and out_pixels <= IM2COL_STRIDED_MAX_OUTPUT_PIXELS)
       few_outputs = (not strided and (kh, kw) != (1, 1) and
                      kh * kw * self.features <= x.shape[-1])
+      xla_min_pixels = platform.xla_kernel_grad_min_output_pixels() if cpu else None
+      xla_kernel_grad = xla_min_pixels is not None and out_pixels >= xla_min_pixels
       impl = ("matmul" if cpu and pointwise and ONE_BY_ONE_AS_MATMUL else
               "im2col" if cpu and small else
               "shift_add" if cpu and few_outputs and SHIFT_ADD else
+              "lax" if cpu and not strided and xla_kernel_grad else
               "lax_matmul_grad" if (cpu and MATMUL_KERNEL_GRAD and
                                     self.features >= MATMUL_GRAD_MIN_FEATURES) else "lax")
     if impl == "matmul":
