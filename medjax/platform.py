@@ -14,6 +14,7 @@ overrides the detected kind (e.g. to test the accelerator paths on a CPU); per-r
 
 from __future__ import annotations
 
+import functools
 import os
 
 from medjax.errors import ConfigError
@@ -42,27 +43,37 @@ def cpu_layers() -> bool:
   return is_cpu()
 
 
+@functools.lru_cache(maxsize=None)
+def _cpuinfo(field: str) -> str:
+  """The first `field` of /proc/cpuinfo ('' where there is none)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.split(":", 1)[0].strip() == field:
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return ""
+
+
 def cpu_vendor() -> str:
   """The CPU's vendor id as /proc/cpuinfo gives it ('GenuineIntel', 'AuthenticAMD'); '' where
   unknown. MEDJAX_CPU_VENDOR overrides it (to test a vendor's choices on another machine)."""
   forced = os.environ.get("MEDJAX_CPU_VENDOR")
-  if forced is not None:
-    return forced
-  global _VENDOR
-  if _VENDOR is None:
-    _VENDOR = ""
-    try:
-      with open("/proc/cpuinfo") as f:
-        for line in f:
-          if line.startswith("vendor_id"):
-            _VENDOR = line.split(":", 1)[1].strip()
-            break
-    except OSError:
-      pass
-  return _VENDOR
+  return forced if forced is not None else _cpuinfo("vendor_id")
 
 
-_VENDOR: str | None = None
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo on Linux): hosts of one name can differ in it, and the
+  CPU figures with it."""
+  import platform as stdlib_platform
+  return _cpuinfo("model name") or stdlib_platform.processor() or "unknown"
+
+
+def host() -> dict:
+  """The CPU a result was computed on: its timings, and on CPU the formulations, depend on it."""
+  return {"cpu": cpu_model(), "cpu_vendor": cpu_vendor(), "cpu_count": os.cpu_count()}
+
 
 # Per CPU vendor: stride-1 convolutions with output maps of at least this many pixels keep
 # XLA:CPU's own kernel gradient instead of the tap matmuls. On AMD EPYC (Zen 4) XLA's is twice

@@ -9,7 +9,7 @@ import pytest
 
 from experiments import luna_cnn, luna_resnet
 from medjax import config as config_lib
-from medjax import runner
+from medjax import platform, runner
 from medjax.errors import ConfigError, WorkdirError
 
 pytestmark = pytest.mark.slow  # end-to-end training runs
@@ -31,6 +31,7 @@ def _check_results(results, workdir, experiment):
               "n_test", "test", "train_seconds", "train_images_per_second"):
     assert key in on_disk, key
   assert on_disk["experiment"] == experiment and on_disk["synthetic"] is True
+  assert on_disk["host"] == platform.host() and on_disk["host"]["cpu_count"] >= 1
   test = on_disk["test"]
   (tn, fp), (fn, tp) = test["confusion_matrix"]
   assert tn + fp + fn + tp == on_disk["n_test"]

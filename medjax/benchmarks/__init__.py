@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 from absl import flags
 
 from medjax import cli
+from medjax import platform as medjax_platform
 from medjax.errors import UserError
 from medjax.rundir import write_json
 
@@ -73,17 +74,7 @@ def time_windows(run_window: Callable[[], object], windows: int) -> list[float]:
   return times
 
 
-def cpu_model() -> str:
-  """The CPU's model name (/proc/cpuinfo on Linux): hosts of one name can differ in it, and the
-  CPU figures with it."""
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
+cpu_model = medjax_platform.cpu_model
 
 
 def machine() -> dict:

@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from medjax import report
+from medjax import platform, report
 from medjax.data import Dataset, Split
 from medjax.errors import DataError, WorkdirError
 from medjax.eval import calibration, froc, plots
@@ -109,7 +109,7 @@ def write_results(config, workdir: str, dataset: Dataset, probs: np.ndarray, *,
       "data_source": dataset.source, "batch_size": config.batch_size,
       "learning_rate": config.learning_rate, "dtype": config.dtype,
       "model_size": config.model_size, "smoke": bool(config.smoke),
-      "device": jax.devices()[0].device_kind,
+      "device": jax.devices()[0].device_kind, "host": platform.host(),
       **(extra or {}),
   }
   if not is_writer():
