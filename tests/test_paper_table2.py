@@ -209,3 +209,9 @@ def test_cropping_gaps_pair_crop_and_full_cells_of_one_size():
   text = "\n".join(paper_table2._crop_lines(rows))
   assert "| 128 | cnn | +10.0 | +6.6 |" in text and "| mean of 2 pairs | | +12.5 | +4.6 |" in text
   assert paper_table2._crop_lines([row("luna", "cnn", 0.9)]) == []
+  # a pair compares the same seeds: cells with different seeds are left out, and named
+  seeded = [{**r, "seed_list": "0 1 2" if r["cell"] == "hip128_crop_cnn" else "0"} for r in rows]
+  assert [(s, m) for s, m, _, _ in paper_table2.crop_gaps(seeded)] == [(256, "resnet")]
+  text = "\n".join(paper_table2._crop_lines(seeded))
+  assert "| 128 | cnn |" not in text and "| mean of 1 pairs | | +15.0 | +2.6 |" in text
+  assert "Left out (the crop and full cells have different seeds, or one is missing): 128 cnn, 128 dbn." in text
