@@ -76,10 +76,9 @@ def host() -> dict:
 
 
 # Per CPU vendor: stride-1 convolutions with output maps of at least this many pixels keep
-# XLA:CPU's own kernel gradient instead of the tap matmuls. On AMD EPYC (Zen 4) XLA's is twice
-# as fast for ResNet-50's 3x3 convolutions on 32x32 maps, and the steps at 128 and 50 px are
-# faster with it from 8x8 maps on; on Intel Xeon (AVX-512) it is slower. Both are measured in
-# medjax/benchmarks/RESULTS.md (the 2026-12-04 sections).
+# XLA:CPU's own kernel gradient instead of the tap matmuls: on AMD EPYC (Zen 4) it is the
+# faster from 8x8 maps on, on Intel Xeon (AVX-512) the slower. The measurements behind the
+# threshold are in medjax/benchmarks/RESULTS.md (the 2026-12-04 sections).
 XLA_KERNEL_GRAD_MIN_OUTPUT_PIXELS = {"AuthenticAMD": 64}
 
 
